@@ -1,0 +1,117 @@
+"""The frozen VGG loss network: building it, its preprocessing and its layer names.
+
+`keras.applications` VGG19 (default) or VGG16 with ImageNet weights, or a
+local weights file, cut after the deepest layer that the losses read. The
+extractor takes the package's pixel convention (float32 RGB in [0, 255]) and
+does VGG's own preprocessing (BGR minus the ImageNet mean) inside, so no
+caller ever handles VGG-space pixels.
+"""
+
+from pathlib import Path
+
+import keras
+from keras import ops
+
+BACKBONES = ("vgg19", "vgg16")
+
+#: ImageNet mean in BGR order, as used by `keras.applications.vgg19.preprocess_input`.
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+#: Gatys et al. (2016) defaults, keyed by standard Keras VGG layer names.
+DEFAULT_CONTENT_LAYERS = {"block4_conv2": 1.0}
+DEFAULT_STYLE_LAYERS = {f"block{i}_conv1": 1.0 for i in range(1, 6)}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Raised when the ImageNet VGG weights can be neither downloaded nor found."""
+
+
+def preprocess(images):
+    """RGB [0, 255] -> VGG input (BGR minus the ImageNet mean). keras.ops, no copy."""
+    images = ops.convert_to_tensor(images, "float32")
+    return ops.flip(images, axis=-1) - ops.convert_to_tensor(IMAGENET_MEAN_BGR, "float32")
+
+
+def deprocess(features_input):
+    """Inverse of `preprocess`: VGG input -> RGB [0, 255] (not clipped)."""
+    bgr = ops.convert_to_tensor(features_input, "float32") + ops.convert_to_tensor(
+        IMAGENET_MEAN_BGR, "float32"
+    )
+    return ops.flip(bgr, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class VGGPreprocess(keras.layers.Layer):
+    """Layer form of `preprocess`, so the extractor accepts [0, 255] RGB."""
+
+    def call(self, images):
+        return preprocess(images)
+
+
+def _layer_order(backbone):
+    blocks = (2, 2, 4, 4, 4) if backbone == "vgg19" else (2, 2, 3, 3, 3)
+    return [f"block{b}_conv{i}" for b, n in enumerate(blocks, 1) for i in range(1, n + 1)]
+
+
+def _build_backbone(backbone, weights):
+    app = keras.applications.VGG19 if backbone == "vgg19" else keras.applications.VGG16
+    if weights in (None, "imagenet"):
+        try:
+            return app(include_top=False, weights=weights, input_shape=(None, None, 3))
+        except Exception as e:  # download failures surface as many exception types
+            raise WeightsUnavailableError(
+                f"Could not download the ImageNet {backbone.upper()} weights ({e}). "
+                "Pass a local Keras weights file with vgg_weights=PATH "
+                "(command line: --vgg-weights PATH), e.g. a VGG16 notop file with "
+                "backbone='vgg16'."
+            ) from e
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"VGG weights file not found: {path}")
+    model = app(include_top=False, weights=None, input_shape=(None, None, 3))
+    try:
+        model.load_weights(str(path))
+    except Exception as e:
+        raise ValueError(
+            f"Cannot load {path} into a {backbone.upper()} (include_top=False) model: {e}. "
+            "Is the backbone option right?"
+        ) from e
+    return model
+
+
+class FeatureExtractor:
+    """Frozen multi-output VGG: RGB [0, 255] batch -> {layer name: features}.
+
+    Args:
+        layers: iterable of Keras VGG layer names to expose.
+        backbone: "vgg19" or "vgg16".
+        weights: "imagenet" (downloaded and cached by Keras), None (random,
+            for tests) or a path to a local `.weights.h5`/`.h5` file.
+    """
+
+    def __init__(self, layers, backbone="vgg19", weights="imagenet"):
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {BACKBONES}")
+        known = _layer_order(backbone)
+        self.layers = sorted(set(layers), key=known.index) if set(layers) <= set(known) else None
+        if self.layers is None:
+            unknown = sorted(set(layers) - set(known))
+            raise ValueError(f"Unknown {backbone} layer names {unknown}; valid names: {known}")
+        self.backbone = backbone
+        vgg = _build_backbone(backbone, weights)
+        vgg.trainable = False
+        inputs = keras.Input((None, None, 3), name="rgb_0_255")
+        x = VGGPreprocess(name="vgg_preprocess")(inputs)
+        outputs = {}
+        for layer in vgg.layers[1:]:
+            x = layer(x)
+            if layer.name in self.layers:
+                outputs[layer.name] = x
+            if len(outputs) == len(self.layers):
+                break  # nothing deeper is needed: skip the rest of the network
+        self.model = keras.Model(inputs, outputs, name=f"{backbone}_features")
+        self.model.trainable = False
+
+    def __call__(self, images):
+        """Returns {layer name: (N, h, w, c) features} for an RGB [0, 255] batch."""
+        return self.model(images, training=False)

@@ -1,0 +1,46 @@
+"""keras-style: neural style transfer for Keras 3 and TensorFlow."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', Path("keras_style/__init__.py").read_text()
+).group(1)
+
+setup(
+    name="keras-style",
+    version=VERSION,
+    description="Neural style transfer (Gatys and Johnson et al.) for Keras 3, "
+    "with training binaries and TFLite export.",
+    long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_style", "keras_style.*", "training", "export"]),
+    package_data={"keras_style": ["assets/*", "assets/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "numpy",
+        "pillow",
+        "tensorflow-datasets",
+        "absl-py",
+        # L-BFGS-B with box constraints for the slow path: a maintained,
+        # backend-independent optimizer (TFP's L-BFGS needs tf-keras) that
+        # keeps pixels in [0, 255] without clipping tricks.
+        "scipy",
+        # Runs the exported .tflite files (the successor of tf.lite.Interpreter).
+        "ai-edge-litert",
+    ],
+    extras_require={
+        "test": ["pytest", "ruff", "jax[cpu]"],
+        # Video decoding/encoding with a bundled ffmpeg binary.
+        "video": ["imageio", "imageio-ffmpeg"],
+        # Building the stylized dataset through TFDS on Apache Beam.
+        "beam": ["apache-beam"],
+    },
+    entry_points={"console_scripts": ["keras-style=keras_style.cli:main"]},
+)

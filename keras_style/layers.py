@@ -1,0 +1,234 @@
+"""Building blocks of the feed-forward stylizer, written to convert cleanly to TFLite.
+
+Every layer here is plain `keras.ops` on NHWC tensors with dynamic height and
+width, registered as a Keras serializable so that `keras.saving.load_model`
+needs no `custom_objects`. The op choices follow what TFLite (and its mobile
+GPU delegates) accept:
+
+- reflection padding lowers to one MIRROR_PAD in REFLECT mode;
+- instance normalization is `mean`, `sub`, `mul` and `rsqrt` on 4-D tensors
+  (no SQUARED_DIFFERENCE, no DIV, no 5-D reshapes);
+- nearest-neighbour upsampling is one RESIZE_NEAREST_NEIGHBOR (Keras'
+  `UpSampling2D` uses `repeat`, which loses the channel size on dynamic
+  shapes);
+- when height and width are static (fixed-size export), sizes and paddings are
+  Python constants, so no SHAPE ops reach the converted graph.
+"""
+
+import keras
+from keras import ops
+
+
+def _static_or_dynamic_hw(x):
+    """(height, width) as Python ints when static, else as scalar tensors."""
+    static = x.shape[1], x.shape[2]
+    if static[0] is not None and static[1] is not None:
+        return int(static[0]), int(static[1])
+    dynamic = ops.shape(x)
+    return (
+        static[0] if static[0] is not None else dynamic[1],
+        static[1] if static[1] is not None else dynamic[2],
+    )
+
+
+def _check_padding(value, name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pads height and width by mirroring the border (without repeating the edge pixel).
+
+    Reflection padding avoids the dark frame that zero padding leaves around
+    stylized images. Each padded side must be smaller than the input side.
+
+    Args:
+        padding: pixels added on each side of height and width.
+    """
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _check_padding(padding, "padding")
+
+    def call(self, inputs):
+        p = self.padding
+        if p == 0:
+            return inputs
+        return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        grow = 2 * self.padding
+        n, h, w, c = input_shape
+        return (n, None if h is None else h + grow, None if w is None else w + grow, c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class InstanceNormalization(keras.layers.Layer):
+    """Normalizes each channel of each image over its height and width, then an affine map.
+
+    Written as `d = x - mean; d * rsqrt(mean(d * d) + eps)` on 4-D tensors so
+    that it converts to TFLite ops that every backend, quantization mode and
+    GPU delegate supports. Under mixed precision the statistics are computed in
+    float32.
+
+    Args:
+        epsilon: added to the variance before `rsqrt`.
+        center: learn a per-channel offset (beta).
+        scale: learn a per-channel scale (gamma).
+    """
+
+    def __init__(self, epsilon=1e-5, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("InstanceNormalization needs a known channel count")
+        self.gamma = (
+            self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+            if self.scale
+            else None
+        )
+        self.beta = (
+            self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+            if self.center
+            else None
+        )
+
+    def call(self, inputs):
+        x = inputs
+        low_precision = self.compute_dtype in ("float16", "bfloat16")
+        if low_precision:
+            x = ops.cast(x, "float32")
+        d = x - ops.mean(x, axis=(1, 2), keepdims=True)
+        var = ops.mean(d * d, axis=(1, 2), keepdims=True)
+        y = d * ops.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            y = y * ops.cast(self.gamma, y.dtype)
+        if self.beta is not None:
+            y = y + ops.cast(self.beta, y.dtype)
+        return ops.cast(y, self.compute_dtype) if low_precision else y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class NearestUpsampling2D(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer factor, as one resize op.
+
+    Upsampling followed by a convolution avoids the checkerboard artefacts of
+    transposed convolutions (Odena et al. 2016).
+
+    Args:
+        factor: integer scale factor for height and width.
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        self.factor = factor
+
+    def call(self, inputs):
+        if self.factor == 1:
+            return inputs
+        h, w = _static_or_dynamic_hw(inputs)
+        size = (h * self.factor, w * self.factor)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # keras.ops.image.resize validates `size` in Python, which fails on
+            # the dynamic sizes of a traced graph.
+            return tf.image.resize(inputs, size, method="nearest")
+        return ops.image.resize(inputs, size, interpolation="nearest")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        f = self.factor
+        return (n, None if h is None else h * f, None if w is None else w * f, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class PadToMultiple(keras.layers.Layer):
+    """Reflection-pads the bottom and right so height and width become multiples of `multiple`.
+
+    The network halves the resolution twice and doubles it twice; padding the
+    input to a multiple of 4 (and cropping back with `CropToReference`) makes
+    the output exactly as large as the input for any size, odd ones included.
+    Needs sides of at least `multiple` pixels. Without any op when the static
+    size already fits.
+
+    Args:
+        multiple: the size multiple to reach.
+    """
+
+    def __init__(self, multiple=4, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1:
+            raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+        self.multiple = multiple
+
+    def call(self, inputs):
+        h, w = _static_or_dynamic_hw(inputs)
+        m = self.multiple
+        if isinstance(h, int) and isinstance(w, int):
+            pad_h, pad_w = -h % m, -w % m
+            if pad_h == pad_w == 0:
+                return inputs
+            return ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+        # Dynamic size: a padding computed from the shape makes tf.pad forget
+        # the channel count (the converted convolution then needs Flex ops).
+        # Reflecting by the largest amount with constant paddings, then
+        # slicing, gives the same pixels and keeps every static dimension.
+        most = m - 1
+        padded = ops.pad(inputs, [[0, 0], [0, most], [0, most], [0, 0]], mode="reflect")
+        return padded[:, : (h + most) // m * m, : (w + most) // m * m, :]
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        m = self.multiple
+        return (n, None if h is None else -(-h // m) * m, None if w is None else -(-w // m) * m, c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class CropToReference(keras.layers.Layer):
+    """Crops `[x, reference]` to the height and width of `reference` (top-left aligned).
+
+    Undoes `PadToMultiple`. A no-op when the static sizes already agree.
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        if x.shape[1:3] == reference.shape[1:3] and None not in x.shape[1:3]:
+            return x
+        h, w = _static_or_dynamic_hw(reference)
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])

@@ -1,0 +1,128 @@
+"""Tests for keras_style.layers: values against NumPy references, shapes, serialization."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_style import layers as ks_layers
+
+
+def _images(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def _round_trip(layer):
+    """Serializes a layer to its config and back, the way load_model does."""
+    return keras.layers.deserialize(keras.layers.serialize(layer))
+
+
+def test_reflection_padding_matches_numpy():
+    x = _images((2, 5, 7, 3))
+    y = ks_layers.ReflectionPadding2D(2)(x)
+    expected = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(np.asarray(y), expected)
+
+
+def test_reflection_padding_shape_and_config():
+    layer = ks_layers.ReflectionPadding2D(4, name="pad")
+    assert layer.compute_output_shape((None, None, 10, 3)) == (None, None, 18, 3)
+    clone = _round_trip(layer)
+    assert isinstance(clone, ks_layers.ReflectionPadding2D)
+    assert clone.padding == 4 and clone.name == "pad"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, None, True])
+def test_reflection_padding_rejects_bad_padding(bad):
+    with pytest.raises(ValueError, match="padding"):
+        ks_layers.ReflectionPadding2D(bad)
+
+
+def test_instance_norm_matches_reference():
+    x = _images((2, 6, 5, 4))
+    layer = ks_layers.InstanceNormalization(epsilon=1e-3)
+    layer.build(x.shape)
+    gamma = np.arange(1, 5, dtype="float32")
+    beta = np.arange(4, dtype="float32") - 2
+    layer.set_weights([gamma, beta])
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-3) * gamma + beta
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_instance_norm_normalizes_each_image_and_channel():
+    x = _images((3, 8, 8, 2)) * np.array([0.1, 3.0], "float32") + 50
+    y = np.asarray(ks_layers.InstanceNormalization()(x))
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(1, 2)), 1, atol=1e-2)
+
+
+def test_instance_norm_without_affine_has_no_weights_and_round_trips():
+    layer = ks_layers.InstanceNormalization(center=False, scale=False, epsilon=1e-4)
+    layer.build((None, None, None, 3))
+    assert layer.weights == []
+    clone = _round_trip(layer)
+    assert (clone.center, clone.scale, clone.epsilon) == (False, False, 1e-4)
+
+
+def test_instance_norm_rejects_bad_epsilon():
+    with pytest.raises(ValueError, match="epsilon"):
+        ks_layers.InstanceNormalization(epsilon=0)
+
+
+def test_instance_norm_under_mixed_precision_returns_compute_dtype():
+    layer = ks_layers.InstanceNormalization(dtype="mixed_float16")
+    y = layer(_images((1, 4, 4, 2)).astype("float16"))
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    assert np.all(np.isfinite(np.asarray(y, dtype="float32")))
+
+
+def test_nearest_upsampling_matches_repeat():
+    x = _images((2, 3, 5, 2))
+    y = np.asarray(ks_layers.NearestUpsampling2D(2)(x))
+    np.testing.assert_array_equal(y, x.repeat(2, axis=1).repeat(2, axis=2))
+    assert ks_layers.NearestUpsampling2D(3).compute_output_shape((1, None, 4, 2)) == (
+        1,
+        None,
+        12,
+        2,
+    )
+
+
+@pytest.mark.parametrize("bad", [0, 2.0, -2])
+def test_nearest_upsampling_rejects_bad_factor(bad):
+    with pytest.raises(ValueError, match="factor"):
+        ks_layers.NearestUpsampling2D(bad)
+
+
+@pytest.mark.parametrize("size", [(4, 4), (5, 7), (6, 9), (8, 13)])
+def test_pad_to_multiple_matches_numpy_static_and_dynamic(size):
+    x = _images((2, *size, 3))
+    layer = ks_layers.PadToMultiple(4)
+    pad_h, pad_w = -size[0] % 4, -size[1] % 4
+    expected = np.pad(x, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(np.asarray(layer(x)), expected)
+
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
+    traced = dynamic.get_concrete_function().structured_outputs
+    assert traced.shape[-1] == 3, "the channel count must stay static for the next conv"
+    np.testing.assert_array_equal(dynamic(x).numpy(), expected)
+
+
+def test_pad_to_multiple_shape_and_config():
+    layer = ks_layers.PadToMultiple(8)
+    assert layer.compute_output_shape((None, 9, None, 3)) == (None, 16, None, 3)
+    assert _round_trip(layer).multiple == 8
+    with pytest.raises(ValueError, match="multiple"):
+        ks_layers.PadToMultiple(0)
+
+
+def test_crop_to_reference():
+    x = _images((2, 8, 12, 3))
+    reference = keras.Input((5, 7, 1))
+    layer = ks_layers.CropToReference()
+    assert layer.compute_output_shape(((2, 8, 12, 3), (None, 5, 7, 1))) == (2, 5, 7, 3)
+    y = layer([x, np.zeros((2, 5, 7, 1), "float32")])
+    np.testing.assert_array_equal(np.asarray(y), x[:, :5, :7])
+    assert layer([keras.Input((8, 12, 3)), reference]).shape == (None, 5, 7, 3)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = re.search(
-    r'__version__ = "([^"]+)"', Path("keras_style/__init__.py").read_text()
-).group(1)
+VERSION = re.search(r'__version__ = "([^"]+)"', Path("keras_style/__init__.py").read_text()).group(
+    1
+)
 
 setup(
     name="keras-style",

@@ -131,9 +131,7 @@ def _to_float_range(array):
         raise ValueError("Image array contains NaN or infinite values")
     low, high = float(array.min()), float(array.max())
     if low < -0.5 or high > 255.5:
-        raise ValueError(
-            f"Float image values must be in [0, 255]; got range [{low:g}, {high:g}]"
-        )
+        raise ValueError(f"Float image values must be in [0, 255]; got range [{low:g}, {high:g}]")
     return np.clip(array, 0.0, 255.0)
 
 
@@ -152,9 +150,11 @@ def resize(image, size):
     if image.shape[:2] == (height, width):
         return np.asarray(image, dtype=np.float32)
     channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(
-            (width, height), Image.Resampling.BICUBIC
-        ))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., c])).resize(
+                (width, height), Image.Resampling.BICUBIC
+            )
+        )
         for c in range(image.shape[-1])
     ]
     return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.float32)

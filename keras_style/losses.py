@@ -43,7 +43,9 @@ class LossConfig:
         for name in ("content_layers", "style_layers"):
             layers = getattr(self, name)
             if not layers or any(w < 0 for w in layers.values()) or sum(layers.values()) <= 0:
-                raise ValueError(f"{name} must map layer names to non-negative weights, got {layers}")
+                raise ValueError(
+                    f"{name} must map layer names to non-negative weights, got {layers}"
+                )
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -58,7 +60,9 @@ def gram_matrix(features):
     """(N, H, W, C) features -> (N, C, C) Gram matrices, divided by H * W."""
     features = ops.convert_to_tensor(features, "float32")
     shape = ops.shape(features)
-    return ops.einsum("nhwc,nhwd->ncd", features, features) / ops.cast(shape[1] * shape[2], "float32")
+    return ops.einsum("nhwc,nhwd->ncd", features, features) / ops.cast(
+        shape[1] * shape[2], "float32"
+    )
 
 
 def relative_error(prediction, target):
@@ -129,10 +133,12 @@ class PerceptualLoss:
                 f"Got {len(blend_weights)} style weights for {len(style_images)} style images"
             )
         if min(blend_weights) < 0 or sum(blend_weights) <= 0:
-            raise ValueError(f"Style weights must be non-negative with a positive sum: {blend_weights}")
+            raise ValueError(
+                f"Style weights must be non-negative with a positive sum: {blend_weights}"
+            )
         total = float(sum(blend_weights))
         targets = {name: 0.0 for name in self.config.style_layers}
-        for image, weight in zip(style_images, blend_weights):
+        for image, weight in zip(style_images, blend_weights, strict=True):
             features = self.extractor(ops.convert_to_tensor(image, "float32")[None])
             for name in targets:
                 targets[name] = targets[name] + gram_matrix(features[name]) * (weight / total)
@@ -154,7 +160,9 @@ class PerceptualLoss:
 
     def __call__(self, images, content_targets, style_targets):
         """Returns (total, parts): the weighted scalar total and the mean of each part."""
-        parts = {k: ops.mean(v) for k, v in self.parts(images, content_targets, style_targets).items()}
+        parts = {
+            k: ops.mean(v) for k, v in self.parts(images, content_targets, style_targets).items()
+        }
         c = self.config
         total = (
             c.content_weight * parts["content_loss"]

@@ -1,0 +1,232 @@
+"""`keras_style.stylize()`: one call for every way the package can stylize a photo.
+
+* `stylize(photo, painting)` (or several paintings): the slow, iterative
+  method of Gatys et al., the quality reference.
+* `stylize(photo, model="model.keras")`: one forward pass of a trained fast
+  network (see `keras_style.fast.FastStylizer`).
+* `stylize(photo, style="great_wave")`: a pretrained style bundled with the
+  package (see `keras_style.list_styles()`).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keras_style import images as image_lib
+from keras_style import losses, optimize, vgg
+
+_EXTRACTORS = {}
+
+
+def get_extractor(layers, backbone="vgg19", vgg_weights="imagenet"):
+    """A cached `vgg.FeatureExtractor`: building VGG costs seconds, reuse it."""
+    key = (tuple(sorted(layers)), backbone, str(vgg_weights))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = vgg.FeatureExtractor(layers, backbone, vgg_weights)
+    return _EXTRACTORS[key]
+
+
+_STYLIZERS = {}
+
+
+def get_gatys_stylizer(loss_config, backbone="vgg19", vgg_weights="imagenet"):
+    """A cached `optimize.GatysStylizer` (its compiled step is reused across calls)."""
+    key = (repr(loss_config), backbone, str(vgg_weights))
+    if key not in _STYLIZERS:
+        extractor = get_extractor(loss_config.layers, backbone, vgg_weights)
+        _STYLIZERS[key] = optimize.GatysStylizer(extractor, loss_config)
+    return _STYLIZERS[key]
+
+
+def _as_list(style):
+    if isinstance(style, (list, tuple)):
+        if not style:
+            raise ValueError("At least one style image is needed")
+        return list(style)
+    return [style]
+
+
+def _is_style_name(style):
+    return isinstance(style, str) and os.path.sep not in style and not Path(style).exists()
+
+
+def stylize(
+    content,
+    style=None,
+    *,
+    model=None,
+    style_weights=None,
+    size=512,
+    iterations=None,
+    optimizer="lbfgs",
+    learning_rate=5.0,
+    init="content",
+    seed=None,
+    style_scale=1.0,
+    multiscale=True,
+    preserve_color=False,
+    strength=1.0,
+    max_size=None,
+    backbone="vgg19",
+    vgg_weights="imagenet",
+    content_layers=None,
+    style_layers=None,
+    content_weight=None,
+    style_weight=None,
+    tv_weight=None,
+    output=None,
+    overwrite_input=False,
+    save_every=None,
+    intermediate_dir=None,
+    callback=None,
+    callback_every=10,
+    verbose=1,
+):
+    """Stylizes a photo and returns it as a float32 RGB (H, W, 3) array in [0, 255].
+
+    Args:
+        content: the photo: a path, PIL image, array or tensor (see
+            `keras_style.images.load_image`).
+        style: a painting (path, PIL image, array), a list of paintings to
+            blend, or the name of a bundled style (`list_styles()`).
+        model: a trained fast network (`.keras` path or `keras.Model`); when
+            given, `style` must be None and one forward pass is used.
+        style_weights: one blend weight per painting (default: equal).
+        size: slow path: long side of the output in pixels (None: the
+            content's size).
+        iterations: slow path: optimizer iterations per pyramid level
+            (default 100 for L-BFGS, 300 for Adam).
+        optimizer: slow path: "lbfgs" (default) or "adam".
+        learning_rate: slow path: Adam step size in pixel units.
+        init: slow path: "content", "noise" or an initial image.
+        seed: slow path: seed for the noise initialisation.
+        style_scale: slow path: size of the style's features relative to the
+            output (the painting is resized to `style_scale * size`).
+        multiscale: slow path: optimise coarse to fine (faster, less memory).
+        preserve_color: keep the photo's original colours.
+        strength: fast path: 0 returns the photo, 1 the full style.
+        max_size: fast path: shrink the photo so its long side is at most this.
+        backbone: slow path loss network: "vgg19" (default) or "vgg16".
+        vgg_weights: "imagenet" (downloaded and cached by Keras), a local
+            weights file, or None for random weights (tests only).
+        content_layers, style_layers: {VGG layer name: weight} overrides.
+        content_weight, style_weight, tv_weight: loss weight overrides.
+        output: optional path to write the result to (atomically; never over
+            an input file unless `overwrite_input`).
+        overwrite_input: allow `output` to replace an input file.
+        save_every: slow path: write intermediate images every N iterations
+            into `intermediate_dir`.
+        intermediate_dir: folder for intermediate images.
+        callback: slow path: `callback(step, image, parts)` every
+            `callback_every` iterations.
+        callback_every: see `callback`.
+        verbose: 1 shows a progress bar, 0 is silent.
+
+    Raises:
+        ValueError: on unreadable or invalid inputs or options.
+    """
+    inputs = _as_list(style) + [content] if style is not None else [content]
+    protect = [] if overwrite_input else [p for p in inputs if isinstance(p, (str, os.PathLike))]
+    if model is not None or _is_style_name(style):
+        if model is not None and style is not None:
+            raise ValueError("Pass either model= (a trained network) or style=, not both")
+        from keras_style import fast
+
+        stylizer = fast.FastStylizer(model if model is not None else style)
+        result = stylizer.stylize(
+            content, max_size=max_size, preserve_color=preserve_color, strength=strength
+        )
+    else:
+        if style is None:
+            raise ValueError("stylize() needs a style image (or model= / a bundled style name)")
+        result = _stylize_slow(content, _as_list(style), **locals_for_slow(locals()))
+    if output is not None:
+        image_lib.save_image(result, output, protect=protect)
+    return result
+
+
+_SLOW_OPTIONS = (
+    "style_weights size iterations optimizer learning_rate init seed style_scale multiscale "
+    "preserve_color backbone vgg_weights content_layers style_layers content_weight "
+    "style_weight tv_weight save_every intermediate_dir callback callback_every verbose"
+).split()
+
+
+def locals_for_slow(values):
+    """The subset of `stylize()` arguments that the slow path takes."""
+    return {name: values[name] for name in _SLOW_OPTIONS}
+
+
+def _loss_config(content_layers, style_layers, content_weight, style_weight, tv_weight):
+    config = losses.LossConfig()
+    overrides = {
+        "content_layers": content_layers,
+        "style_layers": style_layers,
+        "content_weight": content_weight,
+        "style_weight": style_weight,
+        "tv_weight": tv_weight,
+    }
+    return losses.LossConfig(
+        **{k: (v if v is not None else getattr(config, k)) for k, v in overrides.items()}
+    )
+
+
+def _stylize_slow(
+    content,
+    styles,
+    *,
+    style_weights,
+    backbone,
+    vgg_weights,
+    save_every,
+    intermediate_dir,
+    callback,
+    callback_every,
+    verbose,
+    content_layers,
+    style_layers,
+    content_weight,
+    style_weight,
+    tv_weight,
+    iterations,
+    **options,
+):
+    content_image = image_lib.load_image(content)
+    style_images = [image_lib.load_image(s) for s in styles]
+    if iterations is None:
+        iterations = 300 if options.get("optimizer") == "adam" else 100
+    config = optimize.OptimizeConfig(iterations=iterations, **options)
+    loss_config = _loss_config(
+        content_layers, style_layers, content_weight, style_weight, tv_weight
+    )
+    stylizer = get_gatys_stylizer(loss_config, backbone, vgg_weights)
+    callback, callback_every = _with_saving(callback, callback_every, save_every, intermediate_dir)
+    image, _ = stylizer.stylize(
+        content_image,
+        style_images,
+        style_weights,
+        config,
+        verbose=verbose,
+        callback=callback,
+        callback_every=callback_every,
+    )
+    return image
+
+
+def _with_saving(callback, callback_every, save_every, intermediate_dir):
+    """Wraps `callback` so that intermediate images are also written every `save_every` steps."""
+    if not save_every:
+        return callback, callback_every
+    if intermediate_dir is None:
+        raise ValueError("save_every needs intermediate_dir")
+    folder = Path(intermediate_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save_and_call(step, image, parts):
+        if step % save_every == 0:
+            image_lib.save_image(image, folder / f"step_{step:05d}.png")
+        if callback is not None and step % callback_every == 0:
+            callback(step, image, parts)
+
+    return save_and_call, 1 if callback is None else np.gcd(int(save_every), int(callback_every))

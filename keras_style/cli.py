@@ -1,0 +1,124 @@
+"""The `keras-style` command line: a thin argparse layer over `keras_style.stylize()`.
+
+Exit codes: 0 on success, 2 on bad input or options (one clear line on
+stderr), 130 when interrupted (nothing half-written is left behind).
+"""
+
+import argparse
+import os
+import sys
+
+
+def _csv_floats(text):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _add_stylize(subparsers):
+    p = subparsers.add_parser(
+        "stylize",
+        help="stylize a photo with paintings (slow, iterative) or a trained network (fast)",
+        description="Slow path: keras-style stylize PHOTO PAINTING [PAINTING ...] -o OUT.png. "
+        "Fast path: keras-style stylize PHOTO --model model.keras -o OUT.png, or "
+        "--style NAME for a bundled style.",
+    )
+    p.add_argument("content", help="photo to stylize")
+    p.add_argument("styles", nargs="*", help="painting(s) whose style to transfer")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp)")
+    p.add_argument("--model", help="trained fast network (.keras) instead of paintings")
+    p.add_argument("--style", dest="style_name", help="bundled pretrained style name")
+    p.add_argument("--size", type=int, default=512, help="output long side in pixels (slow path)")
+    p.add_argument("--iterations", type=int, help="iterations per pyramid level (slow path)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--learning-rate", type=float, default=5.0, help="Adam step (pixels)")
+    p.add_argument("--init", default="content", help="content, noise, or an image path")
+    p.add_argument("--seed", type=int, help="seed for noise initialisation")
+    p.add_argument("--style-weights", type=_csv_floats, help="blend weights, e.g. 0.7,0.3")
+    p.add_argument("--style-scale", type=float, default=1.0, help="style feature size factor")
+    p.add_argument("--no-multiscale", action="store_true", help="optimise at full size only")
+    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
+    p.add_argument("--content-weight", type=float)
+    p.add_argument("--style-weight", type=float)
+    p.add_argument("--tv-weight", type=float)
+    p.add_argument("--backbone", choices=("vgg19", "vgg16"), default="vgg19")
+    p.add_argument("--vgg-weights", default="imagenet", help="local VGG weights file")
+    p.add_argument("--strength", type=float, default=1.0, help="fast path: 0 photo .. 1 style")
+    p.add_argument("--max-size", type=int, help="fast path: shrink the photo to this long side")
+    p.add_argument("--save-every", type=int, help="write intermediate images every N steps")
+    p.add_argument("--intermediate-dir", help="folder for intermediate images")
+    p.add_argument("--overwrite-input", action="store_true", help="allow -o to be an input file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_stylize)
+
+
+def _run_stylize(args):
+    from keras_style import api
+
+    if args.model and args.style_name:
+        raise ValueError("use either --model or --style, not both")
+    if (args.model or args.style_name) and args.styles:
+        raise ValueError("paintings are only used by the slow path; drop them or --model/--style")
+    if not (args.model or args.style_name or args.styles):
+        raise ValueError("give at least one painting, or --model, or --style")
+    style = args.style_name or args.styles or None
+    api.stylize(
+        args.content,
+        style,
+        model=args.model,
+        style_weights=args.style_weights,
+        size=args.size,
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        init=args.init,
+        seed=args.seed,
+        style_scale=args.style_scale,
+        multiscale=not args.no_multiscale,
+        preserve_color=args.preserve_color,
+        strength=args.strength,
+        max_size=args.max_size,
+        backbone=args.backbone,
+        vgg_weights=args.vgg_weights,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        output=args.output,
+        overwrite_input=args.overwrite_input,
+        save_every=args.save_every,
+        intermediate_dir=args.intermediate_dir,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"wrote {args.output}")
+
+
+def build_parser():
+    """The argparse parser of the `keras-style` command."""
+    parser = argparse.ArgumentParser(prog="keras-style", description="Neural style transfer.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_stylize(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `keras-style` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from keras_style.vgg import WeightsUnavailableError
+
+    try:
+        args.run(args)
+    except (ValueError, WeightsUnavailableError) as e:
+        print(f"keras-style: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("keras-style: interrupted; no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

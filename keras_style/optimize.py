@@ -1,0 +1,257 @@
+"""The slow path (Gatys et al.): optimise the pixels of an image against a frozen VGG.
+
+Targets are computed once per pyramid level; the update loop then only runs
+one compiled "loss and gradient" function: `tf.GradientTape` inside a
+`tf.function` under TensorFlow, `jax.value_and_grad` under `jax.jit` under
+JAX. Two optimizers:
+
+* L-BFGS (default, as in the reference implementations): SciPy's L-BFGS-B,
+  whose box constraints keep every pixel in [0, 255] without clipping.
+* Adam: `keras.optimizers.Adam` on the image, clipped after every step.
+
+Large outputs are optimised coarse to fine: each level starts from the
+upsampled result of the previous one, so the finest (most expensive) level
+needs few iterations.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import scipy.optimize
+from keras import ops
+
+from keras_style import images as image_lib
+from keras_style import losses
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+
+#: Coarsest pyramid level used by `pyramid_sizes` (long side, pixels).
+MIN_PYRAMID_SIZE = 160
+
+
+@dataclasses.dataclass
+class OptimizeConfig:
+    """Options of the iterative stylizer (besides the loss configuration).
+
+    Attributes:
+        size: long side of the output in pixels; None keeps the content's size.
+        iterations: optimizer iterations at each pyramid level.
+        optimizer: "lbfgs" or "adam".
+        learning_rate: Adam step size, in pixel units.
+        init: "content", "noise", or an image (anything `load_image` takes).
+        seed: seed for the noise initialisation (None: random).
+        style_scale: style image long side relative to the output's long side.
+        multiscale: optimise coarse to fine (see `pyramid_sizes`).
+        preserve_color: keep the content's colours (luminance-only transfer).
+    """
+
+    size: int | None = 512
+    iterations: int = 100
+    optimizer: str = "lbfgs"
+    learning_rate: float = 5.0
+    init: object = "content"
+    seed: int | None = None
+    style_scale: float = 1.0
+    multiscale: bool = True
+    preserve_color: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if isinstance(self.init, str) and self.init not in INITS:
+            raise ValueError(f"Unknown init {self.init!r}; use one of {INITS} or an image")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.size is not None and self.size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+        if not self.style_scale > 0:
+            raise ValueError(f"style_scale must be > 0, got {self.style_scale}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+def pyramid_sizes(size, multiscale=True):
+    """Long sides of the coarse-to-fine levels, e.g. 1024 -> [256, 512, 1024].
+
+    Halves `size` while the result stays at least `MIN_PYRAMID_SIZE`.
+    """
+    sizes = [int(size)]
+    while multiscale and sizes[0] // 2 >= MIN_PYRAMID_SIZE:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
+
+
+def compile_loss_and_grad(loss_fn, variables):
+    """Compiles `loss_fn(x, *targets) -> (total, parts)` into `(total, parts, grad)`.
+
+    Args:
+        loss_fn: the loss of an image batch `x`, built from keras.ops and
+            Keras models.
+        variables: the Keras variables `loss_fn` reads (the frozen VGG's),
+            passed explicitly to JAX so they are not baked into the program.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def step(x, *targets):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                total, parts = loss_fn(x, *targets)
+            return total, parts, tape.gradient(total, x)
+
+        return step
+    if backend == "jax":
+        import jax
+
+        def pure(values, x, targets):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return loss_fn(x, *targets)
+
+        value_and_grad = jax.jit(jax.value_and_grad(pure, argnums=1, has_aux=True))
+        values = [v.value for v in variables]
+
+        def step(x, *targets):
+            (total, parts), grad = value_and_grad(values, x, targets)
+            return total, parts, grad
+
+        return step
+    raise ValueError(f"The slow path supports the tensorflow and jax backends, not {backend!r}")
+
+
+class Reporter:
+    """Progress bar plus the user's callback and intermediate saving, once per iteration."""
+
+    def __init__(self, total, verbose=1, callback=None, callback_every=10):
+        self.bar = keras.utils.Progbar(total, verbose=verbose) if verbose else None
+        self.callback, self.every = callback, max(1, int(callback_every))
+        self.step = 0
+        self.last_parts = {}
+
+    def __call__(self, image_fn, total, parts):
+        self.step += 1
+        self.last_parts = {"loss": float(total), **{k: float(v) for k, v in parts.items()}}
+        if self.bar:
+            self.bar.update(self.step, list(self.last_parts.items()))
+        if self.callback and self.step % self.every == 0:
+            self.callback(self.step, image_fn(), dict(self.last_parts))
+
+
+def run_adam(step, x0, targets, iterations, learning_rate, report):
+    """Adam on the pixels, clipped to [0, 255] after every update."""
+    x = keras.Variable(x0, dtype="float32", trainable=True, name="image")
+    optimizer = keras.optimizers.Adam(learning_rate)
+    for _ in range(iterations):
+        total, parts, grad = step(x.value, *targets)
+        optimizer.apply([grad], [x])
+        x.assign(ops.clip(x.value, 0.0, 255.0))
+        report(lambda: ops.convert_to_numpy(x.value)[0], total, parts)
+    return ops.convert_to_numpy(x.value)
+
+
+def run_lbfgs(step, x0, targets, iterations, report):
+    """SciPy L-BFGS-B on the pixels with [0, 255] box constraints."""
+    shape = x0.shape
+    latest = {}
+
+    def fun(flat):
+        x = ops.convert_to_tensor(flat.reshape(shape).astype(np.float32))
+        total, parts, grad = step(x, *targets)
+        latest.update(total=total, parts=parts)
+        return float(total), np.asarray(ops.convert_to_numpy(grad), np.float64).ravel()
+
+    def callback(flat):
+        report(lambda: flat.reshape(shape)[0].astype(np.float32), latest["total"], latest["parts"])
+
+    result = scipy.optimize.minimize(
+        fun,
+        np.asarray(x0, np.float64).ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(0.0, 255.0),
+        callback=callback,
+        options={"maxiter": iterations, "maxfun": 2 * iterations + 10, "ftol": 0.0, "gtol": 0.0},
+    )
+    return result.x.reshape(shape).astype(np.float32)
+
+
+def initial_image(init, content, seed):
+    """The starting point at the first pyramid level (content-sized)."""
+    if isinstance(init, str) and init == "content":
+        return content
+    if isinstance(init, str) and init == "noise":
+        rng = np.random.default_rng(seed)
+        return rng.uniform(0.0, 255.0, content.shape).astype(np.float32)
+    image = image_lib.load_image(init)
+    return image_lib.resize(image, content.shape[:2])
+
+
+class GatysStylizer:
+    """Iterative style transfer with a fixed loss network, reusable across images.
+
+    Args:
+        extractor: a `vgg.FeatureExtractor` exposing the loss's layers.
+        loss_config: a `losses.LossConfig`.
+    """
+
+    def __init__(self, extractor, loss_config=None):
+        self.loss = losses.PerceptualLoss(extractor, loss_config)
+        self.variables = list(extractor.model.variables)
+        self.step = compile_loss_and_grad(self._loss_fn, self.variables)
+
+    def _loss_fn(self, x, content_targets, style_targets):
+        return self.loss(x, content_targets, style_targets)
+
+    def stylize(self, content, styles, style_weights=None, config=None, **reporting):
+        """Stylizes one content image.
+
+        Args:
+            content: [0, 255] RGB (H, W, 3) float32 array.
+            styles: list of [0, 255] RGB style images.
+            style_weights: blend weights, one per style (None: equal).
+            config: an `OptimizeConfig`.
+            **reporting: `verbose`, `callback(step, image, parts)`, `callback_every`.
+
+        Returns:
+            (image, parts): the stylized (H', W', 3) float32 image, long side
+            `config.size`, and the final unweighted loss parts.
+        """
+        config = config or OptimizeConfig()
+        size = config.size or max(content.shape[:2])
+        levels = pyramid_sizes(size, config.multiscale)
+        report = Reporter(config.iterations * len(levels), **reporting)
+        x = None
+        for long_side in levels:
+            level_content = image_lib.resize(
+                content, image_lib.fit_size(content.shape, long_side=long_side)
+            )
+            x = self._start(x, level_content, config)
+            targets = self._targets(level_content, styles, style_weights, long_side, config)
+            x = self._optimize(x, targets, config, report)
+        if config.preserve_color:
+            x = ops.convert_to_numpy(image_lib.transfer_luminance(x, level_content))
+        return np.clip(x, 0.0, 255.0).astype(np.float32), report.last_parts
+
+    def _start(self, previous, level_content, config):
+        if previous is None:
+            return initial_image(config.init, level_content, config.seed)
+        return image_lib.resize(previous, level_content.shape[:2])
+
+    def _targets(self, level_content, styles, style_weights, long_side, config):
+        style_side = max(16, round(long_side * config.style_scale))
+        scaled = [
+            image_lib.resize(s, image_lib.fit_size(s.shape, long_side=style_side)) for s in styles
+        ]
+        content_targets = self.loss.content_targets(ops.convert_to_tensor(level_content[None]))
+        return content_targets, self.loss.style_targets(scaled, style_weights)
+
+    def _optimize(self, x, targets, config, report):
+        x0 = np.asarray(x, np.float32)[None]
+        if config.optimizer == "adam":
+            out = run_adam(self.step, x0, targets, config.iterations, config.learning_rate, report)
+        else:
+            out = run_lbfgs(self.step, x0, targets, config.iterations, report)
+        return out[0]

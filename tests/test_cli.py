@@ -1,0 +1,144 @@
+"""The `keras-style` command line, end to end on tiny images."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_style import cli, images
+
+
+def _stylize_args(photo_file, painting_file, out, weights, *extra):
+    return [
+        "stylize",
+        str(photo_file),
+        str(painting_file),
+        "-o",
+        str(out),
+        "--size",
+        "32",
+        "--iterations",
+        "2",
+        "--backbone",
+        "vgg16",
+        "--vgg-weights",
+        str(weights),
+        "-q",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_console_script_end_to_end(tmp_path, photo_file, painting_file, vgg16_weights_file):
+    out = tmp_path / "out.png"
+    cmd = [sys.executable, "-m", "keras_style.cli"]
+    result = subprocess.run(
+        cmd + _stylize_args(photo_file, painting_file, out, vgg16_weights_file, "--seed", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    image = images.load_image(out)
+    assert image.shape == (27, 32, 3)
+
+
+def test_in_process_options(tmp_path, photo_file, painting_file, vgg16_weights_file):
+    out = tmp_path / "out.jpg"
+    code = cli.main(
+        _stylize_args(
+            photo_file,
+            painting_file,
+            out,
+            vgg16_weights_file,
+            "--optimizer",
+            "adam",
+            "--preserve-color",
+            "--style-weights",
+            "1",
+            "--style-scale",
+            "0.5",
+            "--save-every",
+            "1",
+            "--intermediate-dir",
+            str(tmp_path / "steps"),
+        )
+    )
+    assert code == 0 and out.exists()
+    assert len(list((tmp_path / "steps").glob("step_*.png"))) == 2
+
+
+def _error(capsys, argv):
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("keras-style: error:")
+    return err
+
+
+def test_bad_inputs_exit_2_with_one_line(
+    tmp_path, capsys, photo_file, painting_file, vgg16_weights_file
+):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    out = tmp_path / "out.png"
+    assert "not a readable image" in _error(
+        capsys, _stylize_args(fake, painting_file, out, vgg16_weights_file)
+    )
+    assert "not found" in _error(
+        capsys, _stylize_args(tmp_path / "none.png", painting_file, out, vgg16_weights_file)
+    )
+    assert "unknown image suffix" in _error(
+        capsys, _stylize_args(photo_file, painting_file, tmp_path / "o.xyz", vgg16_weights_file)
+    )
+    assert "give at least one painting" in _error(
+        capsys, ["stylize", str(photo_file), "-o", "x.png"]
+    )
+    assert not out.exists()
+
+
+def test_never_overwrites_an_input_unless_asked(
+    tmp_path, capsys, photo_file, painting_file, vgg16_weights_file
+):
+    before = photo_file.read_bytes()
+    args = _stylize_args(photo_file, painting_file, photo_file, vgg16_weights_file)
+    assert "overwrite the input" in _error(capsys, args)
+    assert photo_file.read_bytes() == before
+    assert cli.main(args + ["--overwrite-input"]) == 0
+    assert photo_file.read_bytes() != before
+
+
+def test_missing_imagenet_weights_message(tmp_path, capsys, photo_file, painting_file, monkeypatch):
+    from keras_style import api
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    monkeypatch.setattr(api, "_EXTRACTORS", {})
+    monkeypatch.setattr(api, "_STYLIZERS", {})
+    err = _error(
+        capsys, ["stylize", str(photo_file), str(painting_file), "-o", str(tmp_path / "o.png")]
+    )
+    assert "--vgg-weights PATH" in err
+
+
+def test_python_api_returns_an_image(photo, painting, vgg16_weights_file, tmp_path):
+    import keras_style
+
+    out = keras_style.stylize(
+        photo,
+        painting,
+        size=32,
+        iterations=2,
+        backbone="vgg16",
+        vgg_weights=vgg16_weights_file,
+        verbose=0,
+        output=tmp_path / "x.png",
+    )
+    assert out.shape == (27, 32, 3) and out.dtype == np.float32
+    assert (tmp_path / "x.png").exists()
+    with pytest.raises(ValueError, match="needs a style"):
+        keras_style.stylize(photo, None)

@@ -1,0 +1,201 @@
+"""Converts a Keras transformer network into TFLite models, one per quantization.
+
+The route is the one that works for Keras 3 (see the project notes):
+`keras.export.ExportArchive` writes a float32 SavedModel with one
+`serving_default` signature, then `tf.lite.TFLiteConverter.from_saved_model`
+converts it. The SavedModel takes one image, `[1, H, W, 3]` float32 in
+[0, 255]: with H and W unknown for the dynamic model (CPU; callers use
+`resize_tensor_input`), or fixed for GPU-delegate models, where the converter
+folds every shape computation into constants.
+
+Quantizations:
+
+* `float32`: reference model.
+* `float16`: float16 weights, float32 compute on CPU, native float16 on GPUs.
+* `dynamic_int8`: int8 weights, activations quantized on the fly (no calibration).
+* `int8`: full integer, calibrated on representative photos; float32 or
+  uint8 input/output (`int8_io`).
+* `int16x8`: int16 activations, int8 weights, calibrated; float32 input/output.
+
+Only builtin operators are allowed: SELECT_TF_OPS is never enabled and every
+result is checked with `export_ops.check_builtin_ops`.
+"""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_style import export_ops, images
+
+#: Quantization modes, in report order.
+QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "int16x8")
+#: Modes that need a representative (calibration) set.
+CALIBRATED = ("int8", "int16x8")
+#: Modes that get fixed-size models for GPU delegates.
+GPU_QUANTIZATIONS = ("float32", "float16")
+#: Input/output types offered for full-integer int8 models.
+INT8_IO_TYPES = ("float32", "uint8")
+#: Name of the single signature, its input and its output in every model.
+SIGNATURE, INPUT_NAME, OUTPUT_NAME = "serving_default", "image", "stylized"
+#: Image suffixes read from photo folders.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def validate_quantizations(names):
+    """Returns `names` as a tuple in report order, or raises ValueError on an unknown mode."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in QUANTIZATIONS]
+    if unknown or not names:
+        raise ValueError(
+            f"Unknown quantization {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(QUANTIZATIONS)}"
+        )
+    return tuple(q for q in QUANTIZATIONS if q in names)
+
+
+def validate_sizes(sizes):
+    """Returns the fixed sizes as a sorted tuple of ints >= 16, or raises ValueError."""
+    try:
+        sizes = tuple(sorted({int(s) for s in sizes}))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Sizes must be integers (pixels); got {sizes!r}") from e
+    if not sizes or sizes[0] < 16 or sizes[-1] > 4096:
+        raise ValueError(f"Sizes must be between 16 and 4096 pixels; got {sizes!r}")
+    return sizes
+
+
+def list_photos(folder):
+    """Returns the image files of a folder, sorted, or raises ValueError if it has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Photo folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not files:
+        raise ValueError(f"No images ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    return files
+
+
+def square_photo(image, size):
+    """Centre-crops a [0, 255] image to a square and resizes it to `size` x `size`."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return images.resize(image[top : top + side, left : left + side], (size, size))
+
+
+def load_photos(files, size):
+    """Loads image files as one float32 batch `[N, size, size, 3]` in [0, 255]."""
+    return np.stack([square_photo(images.load_image(f), size) for f in files])
+
+
+def write_float_saved_model(model, directory, size=None):
+    """Writes the float32 SavedModel the converter reads.
+
+    Args:
+        model: the Keras network, `[N, H, W, 3]` float32 [0, 255] in and out.
+        directory: where to write (created).
+        size: None for dynamic H and W, else the fixed square side in pixels.
+    """
+    import keras
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        lambda image: {OUTPUT_NAME: model(image, training=False)},
+        input_signature=[spec],
+    )
+    archive.write_out(str(directory), verbose=False)
+
+
+def _representative(calibration):
+    def generate():
+        for image in calibration:
+            yield {INPUT_NAME: image[None].astype(np.float32)}
+
+    return generate
+
+
+def _configure(converter, quantization, calibration, int8_io):
+    import tensorflow as tf
+
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+    converter.target_spec.supported_ops = [builtins]
+    if quantization == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.uint8 if int8_io == "uint8" else tf.float32
+        converter.inference_input_type = converter.inference_output_type = io_type
+    elif quantization == "int16x8":
+        # TFLITE_BUILTINS as well: the int32 shape arithmetic of the dynamic
+        # model (FLOOR_DIV in PadToMultiple) has no 16x8 kernel and must stay
+        # an ordinary builtin; every float op that has one is still quantized.
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            builtins,
+        ]
+
+
+def convert_saved_model(saved_model_dir, quantization, calibration=None, int8_io="float32"):
+    """Converts a float32 SavedModel to TFLite with builtin operators only.
+
+    Args:
+        saved_model_dir: a SavedModel from `write_float_saved_model`.
+        quantization: one of `QUANTIZATIONS`.
+        calibration: float32 `[N, H, W, 3]` photos in [0, 255]; required for
+            `CALIBRATED` modes, ignored otherwise.
+        int8_io: input/output type of `int8` models: "float32" or "uint8".
+
+    Returns:
+        The .tflite flatbuffer as bytes.
+
+    Raises:
+        ValueError: on an unknown mode or I/O type, or missing calibration photos.
+        ExportError: if conversion fails or produces a non-builtin operator.
+    """
+    import tensorflow as tf
+
+    (quantization,) = validate_quantizations([quantization])
+    if int8_io not in INT8_IO_TYPES:
+        raise ValueError(f"int8_io must be one of {INT8_IO_TYPES}; got {int8_io!r}")
+    if quantization in CALIBRATED and (calibration is None or len(calibration) == 0):
+        raise ValueError(f"{quantization} quantization needs calibration photos")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    _configure(converter, quantization, calibration, int8_io)
+    try:
+        tflite_model = converter.convert()
+    except Exception as e:  # ConverterError and friends: report the cause, not a trace
+        raise export_ops.ExportError(
+            f"TFLite conversion ({quantization}) failed with builtin ops only: {e}"
+        ) from e
+    export_ops.check_builtin_ops(tflite_model, what=f"The {quantization} model")
+    return tflite_model
+
+
+def convert_model(model, quantization, size=None, calibration=None, int8_io="float32"):
+    """Converts a Keras network in one step (temporary SavedModel, then TFLite).
+
+    Args:
+        model: the Keras network.
+        quantization: one of `QUANTIZATIONS`.
+        size: None for the dynamic-size model, else the fixed square side.
+        calibration: photos for `CALIBRATED` modes (resized to `size` if fixed).
+        int8_io: "float32" or "uint8" for `int8`.
+
+    Returns:
+        The .tflite flatbuffer as bytes.
+    """
+    if size is not None and calibration is not None and calibration.shape[1:3] != (size, size):
+        calibration = np.stack([images.resize(image, (size, size)) for image in calibration])
+    with tempfile.TemporaryDirectory(prefix="keras_style_export_") as tmp:
+        write_float_saved_model(model, tmp, size=size)
+        return convert_saved_model(tmp, quantization, calibration, int8_io)

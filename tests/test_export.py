@@ -1,0 +1,291 @@
+"""Export: SavedModel signatures, every TFLite variant in LiteRT, op checks, reports, bad input.
+
+The TFLite variants are converted once, by the `export.convert_tflite` binary
+in a subprocess (TFLiteConverter leaks memory per conversion), from a tiny
+untrained network; the tests then load and run the files with ai_edge_litert.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_photo
+from PIL import Image
+
+from keras_style import export, export_convert, export_ops, export_verify, metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (32,)
+DYNAMIC = ("float32", "float16", "dynamic_int8", "int8", "int16x8")
+FIXED = tuple(f"{q}_{s}" for q in ("float32", "float16") for s in SIZES)
+
+
+def _run(args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from keras_style import transformer_net
+
+    model = transformer_net.build_transformer_net(width=0.25, name="tiny_style")
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    (path.parent / "config.json").write_text(json.dumps({"style_name": "tiny", "steps": 0}))
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(12):
+        Image.fromarray(make_photo(40, 52, seed=i).astype(np.uint8)).save(folder / f"p{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tflite_dir(tiny, photo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite") / "export"
+    result = _run(
+        [
+            "-m", "export.convert_tflite", f"--model={tiny[1]}", f"--out={out}",
+            f"--calibration_dir={photo_dir}", "--num_calibration=8", "--min_calibration=8",
+            "--num_test_photos=2", "--sizes=" + ",".join(map(str, SIZES)), "--runs=1",
+        ]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def _keras(model, image):
+    return np.asarray(model.predict_on_batch(image), np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DYNAMIC)
+def test_dynamic_variants_resize_and_match_keras(tflite_dir, tiny, name):
+    from ai_edge_litert.interpreter import Interpreter
+
+    image = make_photo(36, 44, seed=5)[None]  # not a multiple of 4, not square
+    path = str(tflite_dir / f"{name}.tflite")
+    interpreter = Interpreter(model_path=path, num_threads=2)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, image.shape, strict=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, image)
+    interpreter.invoke()
+    output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert output.shape == image.shape and output.dtype == np.float32
+    assert 0.0 <= output.min() and output.max() <= 255.0
+    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+    assert np.allclose(runner(image=image)["stylized"], output, atol=1e-3)
+    floor = {"float32": 80.0, "float16": 45.0}.get(name, 15.0)
+    assert metrics.psnr(output, _keras(tiny[0], image)) > floor
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FIXED)
+def test_fixed_size_models_run_and_pass_gpu_check(tflite_dir, tiny, name):
+    size = int(name.rsplit("_", 1)[1])
+    path = tflite_dir / f"{name}.tflite"
+    assert export_ops.gpu_delegate_issues(path) == []
+    assert "SHAPE" not in export_ops.operator_names(path)
+    image = make_photo(size, size, seed=3)[None]
+    output = export_verify.TFLiteRunner(path)(image)
+    assert output.shape == image.shape
+    assert metrics.psnr(output, _keras(tiny[0], image)) > 45.0
+
+
+@pytest.mark.slow
+def test_report_and_model_cards(tflite_dir):
+    report = json.loads((tflite_dir / "report.json").read_text())
+    names = [v["name"] for v in report["variants"]]
+    assert names == list(DYNAMIC + FIXED)
+    markdown = (tflite_dir / "report.md").read_text()
+    for variant in report["variants"]:
+        path = tflite_dir / variant["file"]
+        assert variant["bytes"] == path.stat().st_size
+        assert f"| {variant['name']} |" in markdown
+        assert set(variant["latency_ms"]) == {"1", "2"}
+        sizes = SIZES if variant["fixed_size"] is None else (variant["fixed_size"],)
+        assert set(variant["latency_ms"]["2"]) == {str(s) for s in sizes}
+        assert variant["psnr"] > 15.0 and -1.0 <= variant["ssim"] <= 1.0
+        card = json.loads((tflite_dir / variant["card"]).read_text())
+        assert card["style_name"] == "tiny" and card["training_config"]["steps"] == 0
+        assert card["input"]["name"] == "image" and card["output"]["name"] == "stylized"
+        assert card["input"]["range"] == [0, 255] and card["input"]["dtype"] == "float32"
+        expected_hw = [-1, -1] if variant["fixed_size"] is None else [variant["fixed_size"]] * 2
+        assert card["input"]["shape"] == [1, *expected_hw, 3]
+        assert not any(op.startswith("CUSTOM") for op in card["operators"])
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["dynamic_int8"]["size_vs_float32"] < 0.5
+    assert set(report["tensorflow_float32_ms"]) == {str(s) for s in SIZES}
+    assert "TensorFlow float32" in markdown
+
+
+@pytest.mark.slow
+def test_int8_with_uint8_io(tiny, photo_dir):
+    calibration = export_convert.load_photos(export_convert.list_photos(photo_dir), 32)
+    content = export_convert.convert_model(
+        tiny[0], "int8", calibration=calibration, int8_io="uint8"
+    )
+    runner = export_verify.TFLiteRunner(content)
+    assert runner.input_details["dtype"] == runner.output_details["dtype"] == np.uint8
+    assert runner.input_details["quantization"][0] > 0
+    image = make_photo(32, 40, seed=9)[None]
+    output = runner(image)
+    assert output.shape == image.shape and metrics.psnr(output, _keras(tiny[0], image)) > 15.0
+
+
+@pytest.mark.slow
+def test_saved_model_uint8_signature_in_fresh_process(tiny, tmp_path):
+    model, path = tiny
+    out = export.export_saved_model(path, tmp_path / "serving" / "1")
+    images = np.stack([make_photo(20, 28, seed=s) for s in (1, 2)]).astype(np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    script = f"""
+import json, sys
+import numpy as np, tensorflow as tf
+loaded = tf.saved_model.load({str(out)!r})
+images = np.load({str(tmp_path / "images.npy")!r})
+out8 = loaded.signatures["serving_default"](images=tf.constant(images))["stylized"].numpy()
+outf = loaded.signatures["serving_float32"](images=tf.constant(images, tf.float32))["stylized"]
+np.save({str(tmp_path / "out8.npy")!r}, out8)
+np.save({str(tmp_path / "outf.npy")!r}, outf.numpy())
+print(json.dumps({{"dtype": str(out8.dtype), "shape": list(out8.shape),
+                  "keras_style": any(m.startswith("keras_style") for m in sys.modules)}}))
+"""
+    result = _run(["-c", script])
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info == {"dtype": "uint8", "shape": [2, 20, 28, 3], "keras_style": False}
+    out8, outf = np.load(tmp_path / "out8.npy"), np.load(tmp_path / "outf.npy")
+    expected = _keras(model, images.astype(np.float32))
+    assert np.abs(outf - expected).max() < 1e-2
+    assert np.abs(out8.astype(np.float32) - expected).max() <= 0.51
+    card = json.loads((out / export.SAVED_MODEL_CARD).read_text())
+    assert card["style_name"] == "tiny"
+    assert card["signatures"]["serving_default"]["inputs"]["images"]["dtype"] == "uint8"
+
+
+def test_flex_op_fails_the_builtin_check():
+    import tensorflow as tf
+
+    fn = tf.function(
+        lambda x: tf.cast(tf.saturate_cast(x, tf.uint8), tf.float32),
+        input_signature=[tf.TensorSpec([1, 4, 4, 3], tf.float32)],
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    flex_model = converter.convert()
+    assert any(op.startswith("CUSTOM:Flex") for op in export_ops.non_builtin_ops(flex_model))
+    with pytest.raises(export_ops.ExportError, match="non-builtin operators.*Flex"):
+        export_ops.check_builtin_ops(flex_model)
+    with pytest.raises(export_ops.ExportError, match="not supported by the GPU delegate"):
+        export_ops.check_gpu_delegate_ops(flex_model)
+
+
+@pytest.mark.slow
+def test_gpu_check_rejects_the_dynamic_model(tflite_dir):
+    issues = export_ops.gpu_delegate_issues(tflite_dir / "float16.tflite")
+    assert any("SHAPE" in issue for issue in issues)
+    assert any("dynamic shapes" in issue for issue in issues)
+
+
+def test_operator_names_rejects_non_tflite(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="TFL3"):
+        export_ops.operator_names(bad)
+
+
+def test_bad_arguments_raise_clear_errors(tiny, photo_dir, tmp_path):
+    path = tiny[1]
+    with pytest.raises(ValueError, match="Model file not found"):
+        export.export_tflite(tmp_path / "missing.keras", tmp_path / "o1", calibration_dir=photo_dir)
+    with pytest.raises(ValueError, match="Unknown quantization 'int4'"):
+        export.export_tflite(path, tmp_path / "o2", quantizations=["int4"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="No images"):
+        export.export_tflite(path, tmp_path / "o3", quantizations=["int8"], calibration_dir=empty)
+    with pytest.raises(ValueError, match="at least 100"):
+        export.export_tflite(
+            path, tmp_path / "o4", quantizations=["int8"], calibration_dir=photo_dir
+        )
+    with pytest.raises(ValueError, match="need calibration_dir"):
+        export.export_tflite(path, tmp_path / "o5", quantizations=["int16x8"])
+    with pytest.raises(ValueError, match="Sizes must be"):
+        export.export_tflite(path, tmp_path / "o6", sizes=[8], calibration_dir=photo_dir)
+    with pytest.raises(ValueError, match="Refusing to overwrite"):
+        export.export_saved_model(path, photo_dir)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--quantization=int4"], "Unknown quantization 'int4'"),
+        (["--quantization=int8", "--calibration_dir=EMPTY"], "No images"),
+        (["--model=MISSING"], "Model file not found"),
+    ],
+)
+def test_binary_bad_arguments_exit_2(tiny, tmp_path, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [
+        a.replace("EMPTY", str(empty)).replace("MISSING", str(tmp_path / "nope.keras"))
+        for a in args
+    ]
+    model_flag = [] if any(a.startswith("--model") for a in args) else [f"--model={tiny[1]}"]
+    result = _run(["-m", "export.convert_tflite", *model_flag, f"--out={tmp_path / 'o'}", *args])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_saved_model_binary_missing_model_exits_2(tmp_path):
+    result = _run(
+        [
+            "-m",
+            "export.export_saved_model",
+            f"--model={tmp_path / 'x.keras'}",
+            f"--out={tmp_path}/o",
+        ]
+    )
+    assert result.returncode == 2 and "Model file not found" in result.stderr
+
+
+def test_metrics_psnr_and_ssim():
+    a = np.zeros((2, 16, 16, 3), np.float32)
+    b = a + 1.0
+    assert metrics.psnr(a, a) == float("inf")
+    assert metrics.psnr(a, b) == pytest.approx(20 * np.log10(255.0), abs=1e-3)
+    image = make_photo(24, 24)
+    assert metrics.ssim(image, image) == pytest.approx(1.0, abs=1e-6)
+    assert (
+        metrics.ssim(
+            image,
+            np.clip(image + np.random.default_rng(0).normal(0, 40, image.shape), 0, 255),
+        )
+        < 0.9
+    )
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(a, b[:1])
+    with pytest.raises(ValueError, match="11 x 11"):
+        metrics.ssim(a[:, :8, :8], b[:, :8, :8])

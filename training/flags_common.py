@@ -1,0 +1,80 @@
+"""absl flags shared by the training binaries, mirroring `keras_style.trainer.TrainConfig`.
+
+Every flag defaults to None, meaning "not given": the value then comes from the
+--config preset, or from `TrainConfig`'s default. Only flags given on the
+command line override the preset, so `--config=configs/tiny.json
+--steps=100` keeps everything else from the preset.
+"""
+
+import dataclasses
+import json
+
+from absl import flags
+
+from keras_style import data, trainer, vgg
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "config", None, "JSON preset (e.g. configs/starry_night.json); flags override it."
+)
+flags.DEFINE_string(
+    "workdir", None, "Work dir: checkpoints, logs, samples, config.json, model.keras."
+)
+flags.DEFINE_string("style_image", None, "Style image file.")
+flags.DEFINE_string("dataset", None, "TFDS dataset of content photos (default coco/2017).")
+flags.DEFINE_string("data_dir", None, "TFDS data dir.")
+flags.DEFINE_string("image_dir", None, "Folder of content photos (recursive); replaces --dataset.")
+flags.DEFINE_enum("validate", None, list(data.VALIDATE_MODES), "Image check for --image_dir.")
+flags.DEFINE_integer("image_size", None, "Side of the square training crops (default 256).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default 4).")
+flags.DEFINE_integer("steps", None, "Training steps (default 40000); ignored with --epochs.")
+flags.DEFINE_integer("epochs", None, "Passes over the content photos, instead of --steps.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3).")
+flags.DEFINE_float("content_weight", None, "Weight of the content loss (default 1).")
+flags.DEFINE_float("style_weight", None, "Weight of the style loss (default 10).")
+flags.DEFINE_float("tv_weight", None, "Weight of the total-variation loss (default 1).")
+flags.DEFINE_float("pixel_weight", None, "Weight of the L1 pixel loss (distill loss only).")
+flags.DEFINE_string("content_layers", None, 'JSON {VGG layer: weight}, e.g. {"block4_conv2": 1}.')
+flags.DEFINE_string("style_layers", None, "JSON {VGG layer: weight} for the style loss.")
+flags.DEFINE_integer("style_size", None, "Long side of the resized style image (default 512).")
+flags.DEFINE_enum("backbone", None, list(vgg.BACKBONES), "Loss network (default vgg19).")
+flags.DEFINE_string("vgg_weights", None, "'imagenet' (download) or a local VGG weights file.")
+flags.DEFINE_enum("width", None, ["1.0", "0.5", "0.25"], "Network width multiplier.")
+flags.DEFINE_bool("mixed_precision", None, "Train the network in mixed_float16 (GPUs).")
+flags.DEFINE_enum(
+    "strategy",
+    None,
+    list(trainer.STRATEGIES),
+    "default | mirrored (all local GPUs) | multi_worker (TF_CONFIG); tf.distribute under "
+    "TensorFlow, keras.distribution.DataParallel under JAX.",
+)
+flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation of the step.")
+flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (default 1000).")
+flags.DEFINE_integer("keep_checkpoints", None, "Newest checkpoints kept (default 3).")
+flags.DEFINE_integer("summary_every", None, "Steps between TensorBoard scalars (default 100).")
+flags.DEFINE_integer("sample_every", None, "Steps between sample images, 0 = never (default 500).")
+flags.DEFINE_integer("num_samples", None, "Sample images shown (default 4).")
+flags.DEFINE_integer("seed", None, "Random seed (weights, data order).")
+
+
+def _parse(name, value):
+    if name == "width":
+        return float(value)
+    if name == "jit_compile":
+        return {"auto": "auto", "true": True, "false": False}[value]
+    if name in ("content_layers", "style_layers"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--{name} must be a JSON object: {e}") from e
+    return value
+
+
+def resolve_config(loss="perceptual"):
+    """Preset (if --config) overridden by every flag given; returns a `TrainConfig`."""
+    values = {"loss": loss, **(trainer.read_preset(FLAGS.config) if FLAGS.config else {})}
+    for field in dataclasses.fields(trainer.TrainConfig):
+        if field.name in FLAGS and FLAGS[field.name].value is not None:
+            values[field.name] = _parse(field.name, FLAGS[field.name].value)
+    return trainer.TrainConfig.from_dict(values)

@@ -1,0 +1,39 @@
+r"""Trains a feed-forward stylizer (Johnson et al. 2016) for one style.
+
+    python -m training.train --config=configs/starry_night.json \
+        --image_dir=/data/photos --workdir=runs/starry
+
+Flags override the --config preset; the resolved configuration is saved as
+workdir/config.json. Rerunning the same command resumes from the newest
+checkpoint. The trained network is workdir/model.keras. All flags:
+`python -m training.train --helpfull`.
+"""
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+
+from keras_style import trainer  # noqa: E402
+from training import flags_common  # noqa: E402
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.getLogger("keras_style").setLevel(logging.INFO)
+    try:
+        config = flags_common.resolve_config()
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    result = trainer.train(config)
+    print(
+        f"Trained to step {result['step']} (resumed at {result['initial_step']}); "
+        f"{result['skipped']} unreadable images skipped; model: {result['model_path']}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -95,11 +95,70 @@ def _run_stylize(args):
     print(f"wrote {args.output}")
 
 
+def _add_video(subparsers):
+    p = subparsers.add_parser(
+        "video",
+        help="stylize every frame of a video with a trained network (keeps fps and audio)",
+        description="keras-style video IN.mp4 -o OUT.mp4 --style NAME (or --model M.keras).",
+    )
+    p.add_argument("input", help="video to stylize")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mov, .mkv, .webm)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--style", dest="style_name", help="bundled pretrained style name")
+    source.add_argument("--model", help="trained fast network (.keras)")
+    p.add_argument("--max-size", type=int, help="shrink frames to this long side")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per network call")
+    p.add_argument(
+        "--smoothing", type=float, default=0.0, help="flicker reduction in still areas, 0 .. <1"
+    )
+    p.add_argument("--preserve-color", action="store_true", help="keep the video's colours")
+    p.add_argument("--strength", type=float, default=1.0, help="0 video .. 1 style")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_video)
+
+
+def _run_video(args):
+    from keras_style import video
+
+    video.stylize_video(
+        args.input,
+        args.output,
+        style=args.style_name,
+        model=args.model,
+        max_size=args.max_size,
+        batch_size=args.batch_size,
+        smoothing=args.smoothing,
+        preserve_color=args.preserve_color,
+        strength=args.strength,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"wrote {args.output}")
+
+
+def _add_list_styles(subparsers):
+    p = subparsers.add_parser("list-styles", help="list the bundled pretrained styles")
+    p.set_defaults(run=_run_list_styles)
+
+
+def _run_list_styles(args):
+    from keras_style import styles
+
+    names = styles.list_styles()
+    if not names:
+        print("no bundled styles are installed", file=sys.stderr)
+    for name in names:
+        painting = styles.style_card(name).get("painting", "")
+        title = painting.get("title", "") if isinstance(painting, dict) else painting
+        print(f"{name}\t{title}" if title else name)
+
+
 def build_parser():
     """The argparse parser of the `keras-style` command."""
     parser = argparse.ArgumentParser(prog="keras-style", description="Neural style transfer.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_stylize(subparsers)
+    _add_video(subparsers)
+    _add_list_styles(subparsers)
     return parser
 
 

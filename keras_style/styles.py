@@ -221,6 +221,6 @@ def _load_model_file(path):
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a Keras model file (expected a .keras file)")
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=False)  # inference only
     except Exception as e:  # Keras raises many types for corrupt or foreign archives.
         raise ValueError(f"Cannot load the model {path}: {e}") from e

@@ -1,0 +1,117 @@
+"""Distillation end to end: stylized dataset -> pair batches -> trainer -> held-out evaluation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_painting, make_photo
+from PIL import Image
+
+from keras_style import distill, evaluate, trainer
+from keras_style import stylized_dataset as sd
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory, vgg16_weights_file):
+    """A 4-pair training set and a 2-pair held-out set from different photos, same recipe."""
+    root = tmp_path_factory.mktemp("distill")
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(6):
+        Image.fromarray(make_photo(40, 48, seed=i).astype(np.uint8)).save(photos / f"p{i}.png")
+    style = root / "style.png"
+    Image.fromarray(make_painting().astype(np.uint8)).save(style)
+    recipe = sd.SlowRecipe(
+        style_files=[str(style)],
+        image_size=SIZE,
+        backbone="vgg16",
+        vgg_weights=str(vgg16_weights_file),
+        optimize={"iterations": 2, "multiscale": False},
+        batch_size=2,
+    )
+    train, held_out = root / "train", root / "held_out"
+    sd.write_stylized_dataset(train, sd.FolderSource(photos, skip=2), recipe, verbose=0)
+    sd.write_stylized_dataset(held_out, sd.FolderSource(photos, max_examples=2), recipe, verbose=0)
+    return train, held_out
+
+
+def test_joint_augment_keeps_pairs_aligned():
+    content = tf.constant(make_photo(32, 32))
+    target = 255.0 - content
+    for seed in range(4):
+        c, t = distill.joint_augment(content, target, 20, seed=seed)
+        assert c.shape == (20, 20, 3)
+        np.testing.assert_allclose(t.numpy(), 255.0 - c.numpy(), atol=1e-4)
+
+
+def test_pair_dataset(datasets):
+    train, _ = datasets
+    batches, card = distill.pair_dataset(train, 24, 3, seed=0)
+    content, target = next(iter(batches))
+    assert content.shape == target.shape == (3, 24, 24, 3)
+    assert card["num_examples"] == 4
+    plain, _ = distill.pair_dataset(train, SIZE, 4, augment=False, repeat=False)
+    [(content, target)] = list(plain)
+    assert sorted(np.asarray(content).mean(axis=(1, 2, 3)).round(2)) == sorted(
+        sd.load_pairs(train)[1].mean(axis=(1, 2, 3)).round(2)
+    )
+    with pytest.raises(ValueError, match="crop_size"):
+        distill.pair_dataset(train, SIZE + 1, 2)
+
+
+@pytest.mark.slow
+def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
+    train, held_out = datasets
+    config = trainer.TrainConfig(
+        workdir=str(tmp_path / "run"),
+        loss="distill",
+        image_size=24,
+        batch_size=2,
+        steps=3,
+        backbone="vgg16",
+        vgg_weights=str(vgg16_weights_file),
+        width=0.25,
+        jit_compile=False,
+        checkpoint_every=2,
+        summary_every=1,
+        sample_every=0,
+        num_samples=1,
+        seed=0,
+    )
+    summary = distill.distill(config, train, verbose=0)
+    assert summary["step"] == 3 and os.path.isfile(summary["model_path"])
+    saved = json.loads((tmp_path / "run" / "distill_dataset.json").read_text())
+    assert saved["card"] == sd.read_card(train)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"] == "distill"
+    again = distill.distill(config.replace(steps=4), train, verbose=0)
+    assert again["initial_step"] == 3 and again["step"] == 4  # resumed, not restarted
+
+    report, columns = evaluate.evaluate_on_dataset(
+        held_out, {"distilled": summary["model_path"]}, train_dirs=[train]
+    )
+    assert report["num_images"] == 2 and set(columns) == {"photo", "slow", "distilled"}
+    assert -1 <= report["methods"]["distilled"]["ssim_to_slow"] <= 1
+    assert report["methods"]["slow"]["style_distance"] > 0
+    assert set(report["targets"]["distilled"]) >= {"ssim_ok", "style_ok"}
+    with pytest.raises(ValueError, match="used in training"):
+        evaluate.evaluate_on_dataset(train, {"d": summary["model_path"]}, train_dirs=[train])
+
+
+@pytest.mark.slow
+def test_binaries_fail_cleanly_on_bad_input(tmp_path):
+    for module, args in [
+        ("training.make_stylized_dataset", ["--style=/missing.jpg", f"--output_dir={tmp_path}"]),
+        ("training.distill", [f"--dataset_dir={tmp_path}", f"--workdir={tmp_path}/w"]),
+        ("training.evaluate", [f"--eval_dataset={tmp_path}", f"--out_dir={tmp_path}", "--model=x"]),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 2, (module, out.stderr[-2000:])
+        assert "error:" in out.stderr

@@ -179,7 +179,10 @@ class TrainConfig:
 
 
 def read_preset(path):
-    """The JSON object in a preset file, as a dict (validated when made a `TrainConfig`)."""
+    """The JSON object in a preset file, as a dict (validated when made a `TrainConfig`).
+
+    Keys starting with "_" are comments and dropped.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Config file not found: {path}")
@@ -189,7 +192,7 @@ def read_preset(path):
         raise ValueError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a JSON object")
-    return values
+    return {key: value for key, value in values.items() if not key.startswith("_")}
 
 
 def _scale_for_replicas(loss):

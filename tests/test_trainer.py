@@ -1,0 +1,176 @@
+"""Tests for keras_style.trainer and training.train: loss falls, metrics, checkpoints, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_style import trainer
+from keras_style.trainer import CheckpointManager, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.json"
+
+
+def _photo(height, width, seed):
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([(x * 4 + seed * 30) % 256, (y * 5) % 256, ((x + y) * 3) % 256], axis=-1)
+    return image.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.fromarray(_photo(40, 48, i)).save(photos / f"p{i}.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    y, x = np.mgrid[0:64, 0:64]
+    waves = np.sin(x / 2.0)[..., None] * np.array([100, 50, -80]) + 127
+    Image.fromarray(np.clip(waves, 0, 255).astype(np.uint8)).save(root / "style.png")
+    return {"photos": photos, "style": root / "style.png"}
+
+
+def _config(tmp_path, files, **overrides):
+    return TrainConfig.from_json(
+        TINY,
+        workdir=str(tmp_path / "work"),
+        style_image=str(files["style"]),
+        image_dir=str(files["photos"]),
+        **overrides,
+    )
+
+
+def test_tiny_config_loss_falls_and_parts_are_metrics(tmp_path, files):
+    config = _config(tmp_path, files)
+    keras.utils.set_random_seed(0)
+    model = trainer.build_trainer(config)
+    batch = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    history = model.fit(dataset, epochs=4, steps_per_epoch=3, verbose=0).history
+    assert {"loss", "content_loss", "style_loss", "tv_loss"} <= set(history)
+    assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]
+    weights = config.loss_config()
+    recombined = (
+        weights.content_weight * history["content_loss"][-1]
+        + weights.style_weight * history["style_loss"][-1]
+        + weights.tv_weight * history["tv_loss"][-1]
+    )
+    assert recombined == pytest.approx(history["loss"][-1], rel=1e-3)
+
+
+def test_distill_loss_trains_on_pairs(tmp_path, files):
+    config = _config(tmp_path, files, loss="distill")
+    model = trainer.build_trainer(config)
+    content = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    target = 255.0 - content
+    dataset = tf.data.Dataset.from_tensors((content, target)).repeat()
+    history = model.fit(dataset, epochs=3, steps_per_epoch=3, verbose=0).history
+    assert {"loss", "pixel_loss", "content_loss", "tv_loss"} <= set(history)
+    assert history["pixel_loss"][-1] < history["pixel_loss"][0]
+
+
+def test_train_writes_the_work_dir(tmp_path, files):
+    config = _config(tmp_path, files, steps=4)
+    result = trainer.train(config, verbose=0)
+    work = Path(config.workdir)
+    assert result["step"] == 4 and result["initial_step"] == 0
+    assert result["skipped"] == 1
+    assert json.loads((work / "config.json").read_text()) == config.to_dict()
+    assert json.loads((work / "data.json").read_text())["num_skipped"] == 1
+    assert (work / "checkpoints" / "ckpt-4" / "state.json").is_file()
+    assert any((work / "logs").iterdir())
+    assert sorted(p.name for p in (work / "samples").iterdir()) == ["step_00000004.png"]
+    net = keras.saving.load_model(work / "model.keras")
+    assert net(np.zeros((1, 9, 11, 3), np.float32)).shape == (1, 9, 11, 3)
+    # Rerunning a finished job trains nothing more.
+    again = trainer.train(config, verbose=0)
+    assert again["initial_step"] == 4 and again["history"] == {}
+
+
+def test_checkpoints_are_atomic_pruned_and_checked(tmp_path):
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(net.trainable_variables)
+    manager = CheckpointManager(tmp_path, keep=2)
+    for step in (1, 2, 3):
+        optimizer.iterations.assign(step)
+        manager.save(net, optimizer, step)
+    (tmp_path / ".tmp-ckpt-9-123").mkdir()  # a write interrupted by a crash
+    (tmp_path / "ckpt-7").mkdir()  # no state.json: incomplete, ignored
+    assert manager.steps() == [2, 3]
+    assert manager.latest().name == "ckpt-3"
+    fresh = keras.optimizers.Adam()
+    fresh.build(net.trainable_variables)
+    assert manager.restore(manager.latest(), net, fresh) == 3
+    assert int(fresh.iterations) == 3
+    other = keras.optimizers.SGD(momentum=0.9)
+    other.build(net.trainable_variables)
+    with pytest.raises(ValueError, match="optimizer"):
+        manager.restore(manager.latest(), net, other)
+
+
+def test_config_validation_and_presets(tmp_path):
+    with pytest.raises(ValueError, match="Unknown config keys"):
+        TrainConfig.from_dict({"style_image": "x.jpg", "stpes": 3})
+    with pytest.raises(ValueError, match="width"):
+        TrainConfig(style_image="x.jpg", width=0.3)
+    with pytest.raises(ValueError, match="style_image"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="not found"):
+        TrainConfig.from_json(tmp_path / "nope.json")
+    for preset in (TINY, REPO / "configs" / "starry_night.json"):
+        values = trainer.read_preset(preset)
+        TrainConfig.from_dict({"style_image": "x.jpg", **values})
+
+
+def _train_command(workdir, files, steps):
+    return [
+        sys.executable,
+        "-m",
+        "training.train",
+        f"--config={TINY}",
+        f"--workdir={workdir}",
+        f"--style_image={files['style']}",
+        f"--image_dir={files['photos']}",
+        f"--steps={steps}",
+        "--checkpoint_every=3",
+        "--sample_every=0",
+    ]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files):
+    workdir = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = _train_command(workdir, files, steps=9)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    first = workdir / "checkpoints" / "ckpt-3" / "state.json"
+    deadline = time.time() + 240
+    while not first.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    manager = CheckpointManager(workdir / "checkpoints")
+    killed_at = manager.steps()[-1]
+    assert 3 <= killed_at < 9, "killed after the first checkpoint, before the end"
+
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed at {killed_at}" in result.stdout
+    assert manager.steps()[-1] == 9
+    optimizer_state = np.load(manager.latest() / "optimizer.npz")
+    assert int(optimizer_state["v0000"]) == 9, "the optimizer's step count was restored too"
+    assert (workdir / "model.keras").is_file()

@@ -170,7 +170,9 @@ class FastStylizer:
 
     def __init__(self, model, batch_size=4, stats_size=1024):
         if isinstance(model, (str, Path)):
-            model = self._load(Path(model))
+            from keras_style import styles
+
+            model = styles.resolve_model(model)  # a .keras path or a bundled style name
         if not isinstance(model, keras.Model):
             raise ValueError(f"model must be a .keras path or a keras.Model, got {type(model)}")
         if batch_size < 1 or stats_size < MIN_SIDE:
@@ -180,14 +182,6 @@ class FastStylizer:
         self.stats_size = stats_size
         self._run = _compile(model)
         self._tiled = None  # (copy, its norm layers, its compiled call), built on first use
-
-    @staticmethod
-    def _load(path):
-        import keras_style.transformer_net  # noqa: F401  (registers the serializables)
-
-        if path.suffix != ".keras" or not path.is_file():
-            raise ValueError(f"Model file not found or not a .keras file: {path}")
-        return keras.saving.load_model(path, compile=False)
 
     def stylize(
         self,

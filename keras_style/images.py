@@ -228,6 +228,9 @@ class atomic_write:
             prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix, dir=self.path.parent
         )
         os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual mode
         self.tmp = Path(tmp)
         return self.tmp
 

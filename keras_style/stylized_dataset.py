@@ -218,6 +218,9 @@ class TfdsSource:
         data_dir: TFDS data folder (None: TFDS's default).
         image_key: the image feature.
         skip, max_examples: as in `FolderSource`.
+        download: let TFDS download and prepare the dataset if it is missing
+            (coco/2017 is tens of GB).
+        manual_dir: folder holding manually downloaded source archives.
     """
 
     def __init__(
@@ -228,11 +231,11 @@ class TfdsSource:
         image_key="image",
         skip=0,
         max_examples=None,
+        download=True,
+        manual_dir=None,
     ):
-        import tensorflow_datasets as tfds
-
         self.name, self.split, self.data_dir, self.image_key = name, split, data_dir, image_key
-        self.builder = tfds.builder(name, data_dir=data_dir)
+        self.builder = _prepared_builder(name, split, data_dir, download, manual_dir)
         total = self.builder.info.splits[split].num_examples
         self.start = min(skip, total)
         self.stop = total if max_examples is None else min(total, self.start + max_examples)
@@ -260,6 +263,25 @@ class TfdsSource:
         dataset = self.builder.as_dataset(split=f"{self.split}[{begin}:{end}]", shuffle_files=False)
         for offset, example in enumerate(tfds.as_numpy(dataset)):
             yield _tfds_id(example, begin + offset), image_lib.load_image(example[self.image_key])
+
+
+def _prepared_builder(name, split, data_dir, download, manual_dir):
+    """A TFDS builder whose `split` is prepared (downloading it if allowed)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # TFDS raises several types for unknown names
+        raise ValueError(f"Unknown TFDS dataset {name!r}: {e}") from e
+    if not builder.info.splits and download:
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=config)
+    if split.split("[")[0] not in builder.info.splits:
+        raise ValueError(
+            f"{name} has no prepared split {split!r} under {builder.data_dir} "
+            f"(prepared: {list(builder.info.splits)}); prepare it first or allow the download"
+        )
+    return builder
 
 
 def _tfds_id(example, index):

@@ -166,6 +166,24 @@ def test_tfds_builder_builds_the_same_pairs(tmp_path, photo_dir, recipe):
         np.testing.assert_allclose(e["stylized"], target, atol=2)
 
 
+def test_tfds_dataset_as_content_source(tmp_path, photo_dir, recipe):
+    from keras_style import tfds_builder
+
+    built = tfds_builder.make_builder(recipe, sd.FolderSource(photo_dir, max_examples=3), tmp_path)
+    built.download_and_prepare()
+    source = sd.TfdsSource(
+        "stylized_pairs/custom", data_dir=tmp_path, image_key="content", skip=1, download=False
+    )
+    assert len(source) == 2 and source.describe()["type"] == "tfds"
+    out = tmp_path / "from_tfds"
+    card = sd.write_stylized_dataset(out, source, recipe, examples_per_shard=1, verbose=0)
+    ids = _ids(out)
+    assert len(ids) == 2 and set(ids) < {"p0.png", "p1.png", "p2.png"}
+    assert card["content"]["name"] == "stylized_pairs/custom"
+    with pytest.raises(ValueError, match="no prepared split"):
+        sd.TfdsSource("stylized_pairs/custom", split="test", data_dir=tmp_path, download=False)
+
+
 def _written(tmp_path, source, recipe):
     out = tmp_path / "records"
     sd.write_stylized_dataset(out, source, recipe, examples_per_shard=2, verbose=0)

@@ -33,6 +33,8 @@ flags.DEFINE_string("tfds_name", "coco/2017", "TFDS dataset of content photos.")
 flags.DEFINE_string("split", "train", "TFDS split.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir of the content dataset.")
 flags.DEFINE_string("image_key", "image", "Image feature of the TFDS dataset.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual_dir holding downloaded source archives.")
+flags.DEFINE_bool("download", True, "Let TFDS download and prepare a missing dataset.")
 flags.DEFINE_integer("skip_examples", 0, "Leave out the first N photos (held out elsewhere).")
 flags.DEFINE_integer("max_examples", None, "Use at most N photos after the skipped ones.")
 flags.DEFINE_integer("image_size", None, "Override the config's image_size.")
@@ -90,6 +92,8 @@ def build_source():
         split=FLAGS.split,
         data_dir=FLAGS.data_dir,
         image_key=FLAGS.image_key,
+        download=FLAGS.download,
+        manual_dir=FLAGS.manual_dir,
         skip=FLAGS.skip_examples,
         max_examples=FLAGS.max_examples,
     )

@@ -1,10 +1,15 @@
-"""Tests for keras_style.fast.FastStylizer: sizes, batches, options, tiling, loading."""
+"""Tests for keras_style.fast.FastStylizer: sizes, batches, options, tiling, loading, precision."""
+
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from keras_style import images
+from keras_style import fast_graph, images, metrics
+from keras_style import layers as ks_layers
 from keras_style.fast import FastStylizer, _tile_spans
 from keras_style.transformer_net import build_transformer_net
 
@@ -122,3 +127,128 @@ def test_bad_models_are_value_errors(tmp_path):
 def test_bad_image_is_a_value_error(stylizer):
     with pytest.raises(ValueError):
         stylizer.stylize(np.full((8, 8, 3), 300.0, np.float32))
+
+
+# --- precision and the rewritten inference network --------------------------------------------
+
+#: bfloat16 tolerance on the tiny random network (PSNR in dB against float32). Random
+#: networks amplify rounding far more than trained ones: 31 to 41 dB measured here, against
+#: about 55 dB for a trained full-width network on real photos (bench/bench_fast.py).
+BF16_MIN_PSNR = 30.0
+BF16_MAX_MEAN_ABS = 4.0
+
+
+@pytest.fixture(scope="module")
+def bf16(stylizer):
+    return FastStylizer(stylizer.model, precision="bfloat16")
+
+
+def test_float32_runs_the_rewritten_network_with_the_same_results(stylizer):
+    kinds = {type(layer) for layer in stylizer._net.layers}
+    assert {
+        fast_graph.SubpixelUpConv2D,
+        fast_graph.SpaceToDepthConv2D,
+        fast_graph.FusedInstanceNormalization,
+    } <= kinds
+    assert ks_layers.NearestUpsampling2D not in kinds
+    for content in (_photo(48, 64), _photo(17, 31), np.stack([_photo(20, 24), _photo(20, 24, 1)])):
+        batch = content if content.ndim == 4 else content[None]
+        expected = np.clip(np.asarray(stylizer.model(batch)), 0, 255)
+        out = stylizer.stylize(content, tile_size=0)
+        np.testing.assert_allclose(out.reshape(expected.shape), expected, atol=0.02)
+
+
+def test_rewritten_convolutions_match_the_originals():
+    """Upsample + pad + 3x3 conv and a 9x9 conv to 3 channels, odd sizes, batches of 1 and 2."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None, None, 4))
+    x = ks_layers.NearestUpsampling2D(2)(inputs)
+    x = ks_layers.ReflectionPadding2D(1)(x)
+    x = keras.layers.Conv2D(6, 3, bias_initializer="random_normal")(x)
+    x = ks_layers.ReflectionPadding2D(4)(x)
+    outputs = keras.layers.Conv2D(3, 9, bias_initializer="random_normal", activation="tanh")(x)
+    model = keras.Model(inputs, outputs)
+    copy = fast_graph.inference_copy(model)
+    assert [type(layer) for layer in copy.layers[1:]] == [
+        fast_graph.SubpixelUpConv2D,
+        ks_layers.ReflectionPadding2D,
+        fast_graph.SpaceToDepthConv2D,
+    ]
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 3, 4), (1, 5, 8, 4), (2, 7, 6, 4)]:
+        x = rng.normal(size=shape).astype(np.float32)
+        np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(48, 64), (96, 352)])
+def test_bfloat16_is_close_to_float32(stylizer, bf16, size):
+    content = _photo(*size)
+    full, fast = stylizer.stylize(content), bf16.stylize(content)
+    assert metrics.psnr(fast, full) > BF16_MIN_PSNR
+    assert np.abs(fast - full).mean() < BF16_MAX_MEAN_ABS
+
+
+def test_bfloat16_keeps_the_outer_layers_in_float32(bf16):
+    policies = {layer.name: layer.dtype_policy.name for layer in bf16._net.layers}
+    assert policies["stem_conv"] == policies["head_tanh"] == policies["scale_out"] == "float32"
+    assert policies["stem_norm"] == policies["res3_a_conv"] == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("size", [(5, 5), (17, 31), (33, 18), (2, 3)])
+def test_bfloat16_keeps_size_dtype_and_range(bf16, size):
+    out = bf16.stylize(_photo(*size))
+    assert out.shape == (*size, 3) and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 255
+    batch = bf16.stylize(np.stack([_photo(*size), _photo(*size, seed=1)]))
+    assert batch.shape == (2, *size, 3) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[0], out, atol=0.05)
+
+
+def test_bfloat16_tiles_share_whole_image_statistics(bf16):
+    content = _photo(96, 352)
+    untiled = bf16.stylize(content, tile_size=0)
+    tiled = bf16.stylize(content, tile_size=192, overlap=32)
+    assert np.abs(tiled - untiled)[:, :100].mean() < 1.5
+
+
+@pytest.mark.parametrize("precision", ["float16", "bf16", "", None])
+def test_bad_precision_is_a_value_error(stylizer, precision):
+    with pytest.raises(ValueError, match="precision"):
+        FastStylizer(stylizer.model, precision=precision)
+
+
+class SubclassedIdentity(keras.Model):
+    def call(self, x):
+        return x
+
+
+def test_subclassed_models_run_in_float32_only():
+    content = _photo(8, 9)
+    np.testing.assert_allclose(
+        FastStylizer(SubclassedIdentity()).stylize(content), content, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="Functional"):
+        FastStylizer(SubclassedIdentity(), precision="bfloat16")
+
+
+def test_both_precisions_under_the_jax_backend():
+    code = """
+import keras, numpy as np
+from keras_style.fast import FastStylizer
+from keras_style.transformer_net import build_transformer_net
+assert keras.backend.backend() == "jax"
+keras.utils.set_random_seed(0)
+net = build_transformer_net(0.25)
+x = np.random.default_rng(0).uniform(0, 255, (2, 20, 27, 3)).astype("float32")
+ref = np.clip(np.asarray(net(x)), 0, 255)
+for precision, tol in [("float32", 0.02), ("bfloat16", 4.0)]:
+    out = FastStylizer(net, precision=precision).stylize(x)
+    assert out.shape == x.shape and out.dtype == np.float32, (precision, out.shape)
+    assert np.abs(out - ref).mean() < tol, (precision, np.abs(out - ref).mean())
+print("jax ok")
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "jax ok" in result.stdout, result.stderr[-3000:]

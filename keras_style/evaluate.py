@@ -107,14 +107,17 @@ def compare(photos, slow, outputs, evaluator, ids=None):
         ids: optional photo ids for the per-image table.
 
     Returns:
-        A JSON-ready dict: means per method ("photo" and "slow" as references;
-        for each output also `psnr_to_slow`, `ssim_to_slow` and
-        `style_ratio_to_slow`), plus a per-image table.
+        A JSON-ready dict: means per method ("photo" and "slow" as references,
+        the photo also with its PSNR/SSIM to the slow output; for each output
+        `psnr_to_slow`, `ssim_to_slow` and `style_ratio_to_slow`), plus a
+        per-image table.
     """
     photos, slow = _batch(photos), _batch(slow)
     ids = list(ids) if ids is not None else [str(i) for i in range(len(photos))]
     slow_d = evaluator.distances(slow, photos)
-    per_image = {"photo": evaluator.distances(photos, photos), "slow": slow_d}
+    # The unchanged photo is the floor any useful output should beat.
+    photo_d = {**evaluator.distances(photos, photos), **_to_slow(photos, slow)}
+    per_image = {"photo": photo_d, "slow": slow_d}
     for name, images in outputs.items():
         per_image[name] = {**evaluator.distances(images, photos), **_to_slow(images, slow)}
         ratio = per_image[name]["style_distance"] / np.maximum(slow_d["style_distance"], 1e-12)

@@ -8,8 +8,15 @@ from keras_style import losses, optimize, vgg
 
 
 @pytest.fixture(scope="module")
-def stylizer():
-    extractor = vgg.FeatureExtractor(losses.LossConfig().layers, "vgg16", weights=None)
+def extractor():
+    return vgg.FeatureExtractor(losses.LossConfig().layers, "vgg16", weights=None)
+
+
+@pytest.fixture
+def stylizer(extractor):
+    # A fresh compiled step per test: each test sees few input shapes (with
+    # `reduce_retracing`, Adam after three distinct shapes hits a TF
+    # relaxed-shape gradient error, reported to the slow path).
     return optimize.GatysStylizer(extractor)
 
 

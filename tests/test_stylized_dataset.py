@@ -1,6 +1,9 @@
 """Stylized-pair datasets: recipe and card, resumable sharded writing, reading, TFDS builder."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -202,3 +205,42 @@ def test_tfds_builder_on_beam(tmp_path, photo_dir, recipe):
         download_config=tfds.download.DownloadConfig(beam_runner=beam.runners.DirectRunner())
     )
     assert builder.info.splits["train"].num_examples == 2
+
+
+@pytest.mark.slow
+def test_killed_generation_process_resumes(tmp_path, photo_dir, recipe):
+    """SIGKILL the binary after its first shard, rerun it: the same dataset as one clean run."""
+    out = tmp_path / "killed"
+    flags = {
+        "style": recipe.style_files[0],
+        "backbone": "vgg16",
+        "vgg_weights": recipe.vgg_weights,
+        "image_dir": photo_dir,
+        "image_size": SIZE,
+        "iterations": 2,
+        "batch_size": 2,
+        "examples_per_shard": 1,
+        "output_dir": out,
+        "verbose": 0,
+    }
+    command = [sys.executable, "-m", "training.make_stylized_dataset"]
+    command += [f"--{name}={value}" for name, value in flags.items()]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not list(out.glob("stylized-*")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    assert 1 <= len(list(out.glob("stylized-*"))) < 5, "the run was not interrupted mid-way"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    clean = tmp_path / "clean"
+    same = sd.SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 2}})
+    sd.write_stylized_dataset(
+        clean, sd.FolderSource(photo_dir), same, examples_per_shard=1, verbose=0
+    )
+    assert sd.read_card(out) == sd.read_card(clean)
+    a, b = sd.load_pairs(out), sd.load_pairs(clean)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[2], b[2], atol=2)

@@ -36,7 +36,7 @@ setup(
         "ai-edge-litert",
     ],
     extras_require={
-        "test": ["pytest", "ruff", "jax[cpu]", "imageio", "imageio-ffmpeg"],
+        "test": ["pytest", "pytest-timeout", "ruff", "jax[cpu]", "imageio", "imageio-ffmpeg"],
         # Video decoding/encoding with a bundled ffmpeg binary.
         "video": ["imageio", "imageio-ffmpeg"],
         # Building the stylized dataset through TFDS on Apache Beam.

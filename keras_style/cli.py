@@ -48,6 +48,12 @@ def _add_stylize(subparsers):
     p.add_argument("--vgg-weights", default="imagenet", help="local VGG weights file")
     p.add_argument("--strength", type=float, default=1.0, help="fast path: 0 photo .. 1 style")
     p.add_argument("--max-size", type=int, help="fast path: shrink the photo to this long side")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="fast path: bfloat16 is ~2x faster on CPUs with bfloat16 instructions",
+    )
     p.add_argument("--save-every", type=int, help="write intermediate images every N steps")
     p.add_argument("--intermediate-dir", help="folder for intermediate images")
     p.add_argument("--overwrite-input", action="store_true", help="allow -o to be an input file")
@@ -81,6 +87,7 @@ def _run_stylize(args):
         preserve_color=args.preserve_color,
         strength=args.strength,
         max_size=args.max_size,
+        precision=args.precision,
         backbone=args.backbone,
         vgg_weights=args.vgg_weights,
         content_weight=args.content_weight,

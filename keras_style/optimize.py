@@ -96,7 +96,7 @@ def compile_loss_and_grad(loss_fn, variables):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
+        @tf.function
         def step(x, *targets):
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -203,7 +203,9 @@ class GatysStylizer:
         self.step = compile_loss_and_grad(self._loss_fn, self.variables)
 
     def _loss_fn(self, x, content_targets, style_targets):
-        return self.loss(x, content_targets, style_targets)
+        """The batch's summed loss (so each sample gets its own-size gradient); mean reported."""
+        total, parts = self.loss(x, content_targets, style_targets)
+        return total * ops.cast(ops.shape(x)[0], "float32"), {**parts, "loss": total}
 
     def stylize(self, content, styles, style_weights=None, config=None, **reporting):
         """Stylizes one content image.
@@ -219,55 +221,20 @@ class GatysStylizer:
             (image, parts): the stylized (H', W', 3) float32 image, long side
             `config.size`, and the final unweighted loss parts.
         """
-        config = config or OptimizeConfig()
-        size = config.size or max(content.shape[:2])
-        levels = pyramid_sizes(size, config.multiscale)
-        report = Reporter(config.iterations * len(levels), **reporting)
-        x = None
-        for long_side in levels:
-            level_content = image_lib.resize(
-                content, image_lib.fit_size(content.shape, long_side=long_side)
-            )
-            x = self._start(x, level_content, config)
-            targets = self._targets(level_content, styles, style_weights, long_side, config)
-            x = self._optimize(x, targets, config, report)
-        if config.preserve_color:
-            x = ops.convert_to_numpy(image_lib.transfer_luminance(x, level_content))
-        return np.clip(x, 0.0, 255.0).astype(np.float32), report.last_parts
-
-    def _start(self, previous, level_content, config):
-        if previous is None:
-            return initial_image(config.init, level_content, config.seed)
-        return image_lib.resize(previous, level_content.shape[:2])
-
-    def _targets(self, level_content, styles, style_weights, long_side, config):
-        style_side = max(16, round(long_side * config.style_scale))
-        scaled = [
-            image_lib.resize(s, image_lib.fit_size(s.shape, long_side=style_side)) for s in styles
-        ]
-        content_targets = self.loss.content_targets(ops.convert_to_tensor(level_content[None]))
-        return content_targets, self.loss.style_targets(scaled, style_weights)
-
-    def _optimize(self, x, targets, config, report):
-        x0 = np.asarray(x, np.float32)[None]
-        if config.optimizer == "adam":
-            out = run_adam(self.step, x0, targets, config.iterations, config.learning_rate, report)
-        else:
-            out = run_lbfgs(self.step, x0, targets, config.iterations, report)
-        return out[0]
-
-    # --- Batched stylization (additive; shares the loss, targets and optimizers above). ---
+        images, parts = self.stylize_batch(
+            np.asarray(content, np.float32)[None], styles, style_weights, config, **reporting
+        )
+        return images[0], parts
 
     def stylize_batch(self, contents, styles, style_weights=None, config=None, **reporting):
         """Stylizes a batch of same-sized content images in one optimization.
 
         The samples are independent (content targets per sample, Gram targets
         broadcast), so one optimizer on the *sum* of the per-sample losses
-        equals N separate problems: the batch total is the mean loss times N,
-        which gives every sample the gradient (and Adam step) it would get
-        alone. L-BFGS shares its line search and curvature pairs across the
-        batch, so results are close to, not identical with, one-at-a-time
-        runs. Batching pays off when one image leaves the CPU/GPU idle.
+        equals N separate problems for Adam. L-BFGS shares its line search
+        and curvature pairs across the batch, so results are close to, not
+        identical with, one-at-a-time runs. Batching pays off when one image
+        leaves the CPU/GPU idle.
 
         Args:
             contents: [0, 255] RGB array shaped (N, H, W, 3), or a list of
@@ -283,48 +250,56 @@ class GatysStylizer:
         """
         contents = _as_batch(contents)
         config = config or OptimizeConfig()
-        size = config.size or max(contents.shape[1:3])
-        levels = pyramid_sizes(size, config.multiscale)
+        levels = pyramid_sizes(config.size or max(contents.shape[1:3]), config.multiscale)
         report = Reporter(config.iterations * len(levels), **reporting)
         x = level_contents = None
         for long_side in levels:
             shape = image_lib.fit_size(contents.shape[1:3], long_side=long_side)
+            previous_contents = level_contents
             level_contents = np.stack([image_lib.resize(c, shape) for c in contents])
-            x = self._start_batch(x, level_contents, config)
-            targets = self._batch_targets(level_contents, styles, style_weights, long_side, config)
-            x = self._optimize_batch(x, targets, config, report)
+            x = _start(x, previous_contents, level_contents, config)
+            targets = self._targets(level_contents, styles, style_weights, long_side, config)
+            x = self._optimize(x, targets, config, report)
         if config.preserve_color:
             x = ops.convert_to_numpy(image_lib.transfer_luminance(x, level_contents))
         return np.clip(x, 0.0, 255.0).astype(np.float32), report.last_parts
 
-    def _batch_loss_fn(self, x, content_targets, style_targets):
-        total, parts = self.loss(x, content_targets, style_targets)
-        # Report the per-sample mean as "loss"; optimise the sum.
-        return total * ops.cast(ops.shape(x)[0], "float32"), {**parts, "loss": total}
-
-    def _start_batch(self, previous, level_contents, config):
-        if previous is None:
-            return np.stack(
-                [initial_image(config.init, c, config.seed) for c in level_contents]
-            ).astype(np.float32)
-        return np.stack([image_lib.resize(p, level_contents.shape[1:3]) for p in previous])
-
-    def _batch_targets(self, level_contents, styles, style_weights, long_side, config):
-        content_targets, style_targets = self._targets(
-            level_contents[0], styles, style_weights, long_side, config
-        )
+    def _targets(self, level_contents, styles, style_weights, long_side, config):
+        style_side = max(16, round(long_side * config.style_scale))
+        scaled = [
+            image_lib.resize(s, image_lib.fit_size(s.shape, long_side=style_side)) for s in styles
+        ]
         content_targets = self.loss.content_targets(ops.convert_to_tensor(level_contents))
-        return content_targets, style_targets
+        return content_targets, self.loss.style_targets(scaled, style_weights)
 
-    def _optimize_batch(self, x, targets, config, report):
-        if getattr(self, "_batch_step", None) is None:
-            self._batch_step = compile_loss_and_grad(self._batch_loss_fn, self.variables)
+    def _optimize(self, x, targets, config, report):
         x0 = np.asarray(x, np.float32)
         if config.optimizer == "adam":
-            return run_adam(
-                self._batch_step, x0, targets, config.iterations, config.learning_rate, report
-            )
-        return run_lbfgs(self._batch_step, x0, targets, config.iterations, report)
+            return run_adam(self.step, x0, targets, config.iterations, config.learning_rate, report)
+        return run_lbfgs(self.step, x0, targets, config.iterations, report)
+
+
+#: Whether a new pyramid level starts with the content's missing detail added back.
+ADD_CONTENT_DETAIL = True
+
+
+def _start(previous, previous_contents, level_contents, config):
+    """Starting batch of a pyramid level.
+
+    The first level starts from `config.init`. A finer level starts from the
+    upsampled result of the coarser one plus the detail that upsampling lost
+    from the photo (finer content minus upsampled coarser content), like one
+    step of a Laplacian pyramid: edges the coarse level could not represent
+    come back at once instead of being re-learnt by the optimizer.
+    """
+    shape = level_contents.shape[1:3]
+    if previous is None:
+        return np.stack([initial_image(config.init, c, config.seed) for c in level_contents])
+    upsampled = np.stack([image_lib.resize(p, shape) for p in previous])
+    if ADD_CONTENT_DETAIL:
+        blurred = np.stack([image_lib.resize(c, shape) for c in previous_contents])
+        upsampled = np.clip(upsampled + (level_contents - blurred), 0.0, 255.0)
+    return upsampled.astype(np.float32)
 
 
 def _as_batch(contents):

@@ -316,6 +316,7 @@ def export_tflite(
     style_name=None,
     training_config=None,
     log=None,
+    quantization_recipe=True,
 ):
     """Converts, checks, verifies and describes every requested TFLite variant.
 
@@ -338,6 +339,11 @@ def export_tflite(
         runs: timed runs per latency figure (median kept).
         style_name, training_config: model-card metadata (see `describe_model`).
         log: optional callable taking a progress message.
+        quantization_recipe: prepare `int8` with the float-equivalent rewrite
+            and keep its output head in float (see
+            `export_convert.prepare_for_quantization`); False converts the
+            network as it is (for comparisons). Each variant's `recipe` in the
+            report says what was done.
 
     Returns:
         The report dict also written to `out_dir/report.json` (and `report.md`).
@@ -370,8 +376,10 @@ def export_tflite(
     with _staged_dir(out_dir, _TFLITE_MARKER) as tmp:
         for quantization, size in _variants(quantizations, sizes):
             log(f"converting {variant_name(quantization, size)}")
-            content = export_convert.convert_model(model, quantization, size, calibration, int8_io)
-            entry = _write_variant(tmp, content, quantization, size, int8_io, metadata)
+            content, recipe = export_convert.convert_model_with_recipe(
+                model, quantization, size, calibration, int8_io, rewrite=quantization_recipe
+            )
+            entry = _write_variant(tmp, content, quantization, size, int8_io, metadata, recipe)
             if photos:
                 log(f"verifying {entry['name']}")
                 chosen = sizes if size is None else (size,)
@@ -417,7 +425,7 @@ def _report_header(metadata, quantizations, sizes, threads, cal_files, test_file
     }
 
 
-def _write_variant(folder, content, quantization, size, int8_io, metadata):
+def _write_variant(folder, content, quantization, size, int8_io, metadata, recipe=None):
     """Writes one .tflite file and its model card; enforces the GPU check on fixed float models."""
     name = variant_name(quantization, size)
     path = folder / f"{name}.tflite"
@@ -426,8 +434,10 @@ def _write_variant(folder, content, quantization, size, int8_io, metadata):
         raise ExportError(f"{path.name} is not GPU-delegate compatible: " + "; ".join(gpu_issues))
     path.write_bytes(content)
     card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata)
+    card["quantization_recipe"] = recipe or {}
     export_verify.write_json(card, folder / f"{name}.json")
     return {
+        "recipe": recipe or {},
         "name": name,
         "file": path.name,
         "card": f"{name}.json",

@@ -258,8 +258,37 @@ def _markdown_document(report):
         ),
         "",
         markdown_table(report),
+        *_recipe_lines(report),
     ]
     return "\n".join(lines)
+
+
+def _recipe_lines(report):
+    """Markdown lines saying how each quantized variant was prepared and what stayed float."""
+    lines = []
+    for variant in report["variants"]:
+        recipe = variant.get("recipe") or {}
+        rewrite = recipe.get("rewrite")
+        if not rewrite:
+            continue
+        heads = ", ".join(
+            f"{name} clipped at +-{h['limit']:g}" for name, h in rewrite["clipped_tanh"].items()
+        )
+        text = (
+            f"- **{variant['name']}**: float-equivalent rewrite (float32 agreement "
+            f"{rewrite['float_psnr']:.1f} dB PSNR): "
+            f"{len(rewrite['equalized_convolutions'])} convolutions equalized per channel "
+            f"before instance norm; {heads or 'no tanh head'}."
+        )
+        if recipe.get("float_layers"):
+            text += (
+                f" Kept in float: {', '.join(recipe['float_layers'])} "
+                f"({recipe.get('float_tensors', 0)} tensors) - {recipe['float_layers_why']}."
+            )
+        lines.append(text)
+    if lines:
+        lines = ["", "## Quantization recipe", "", *lines, ""]
+    return lines
 
 
 #: Issue targets for a trained network: (variant, metric, comparison, bound).

@@ -95,14 +95,16 @@ def test_style_blend_with_zero_weight_equals_single_style(extractor, photo, pain
     np.testing.assert_allclose(blended, single, atol=1e-3)
 
 
-def test_multiscale_pyramid(extractor, photo, painting):
-    assert optimize.pyramid_sizes(384) == [192, 384]
-    assert optimize.pyramid_sizes(1024) == [256, 512, 1024]
-    assert optimize.pyramid_sizes(2048) == [256, 512, 1024, 2048]
-    assert optimize.pyramid_sizes(1024, multiscale=False) == [1024]
-    assert optimize.pyramid_sizes(200) == [200]
-    image, _, trace = _run(extractor, photo, [painting], size=64, iterations=2)
+def test_multiscale_pyramid(extractor, photo, painting, monkeypatch):
+    assert optimize.pyramid_sizes(384) == [384]
+    assert optimize.pyramid_sizes(1024) == [512, 1024]
+    assert optimize.pyramid_sizes(2048) == [512, 1024, 2048]
+    assert optimize.pyramid_sizes(2048, multiscale=False) == [2048]
+    assert optimize.level_iterations(100, 3) == [100, 50, 25]
+    monkeypatch.setattr(optimize, "MIN_PYRAMID_SIZE", 32)
+    image, _, trace = _run(extractor, photo, [painting], size=64, iterations=4)
     assert image.shape == (53, 64, 3)
+    assert len(trace) == 4 + 2  # 32 px level, then 64 px with half the iterations
 
 
 @pytest.mark.parametrize(

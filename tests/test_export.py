@@ -39,8 +39,11 @@ def _run(args, timeout=300):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    import keras
+
     from keras_style import transformer_net
 
+    keras.utils.set_random_seed(0)  # the quality floors below hold for this network
     model = transformer_net.build_transformer_net(width=0.25, name="tiny_style")
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
@@ -96,7 +99,8 @@ def test_dynamic_variants_resize_and_match_keras(tflite_dir, tiny, name):
     # untrained net on a noisy native-size photo loses headroom to that
     # (trained-net quality on real photos: bench/bench_export.py).
     floor = {"float32": 80.0, "float16": 45.0, "int8": 10.0}.get(name, 15.0)
-    assert metrics.psnr(output, _keras(tiny[0], image)) > floor
+    value = metrics.psnr(output, _keras(tiny[0], image))
+    assert value > floor, f"{name}: {value:.2f} dB"  # seeded net: int8 10.9, int16x8 24.6
 
 
 @pytest.mark.slow

@@ -28,17 +28,22 @@ setup(
         "pillow",
         "tensorflow-datasets",
         "absl-py",
-        # L-BFGS-B with box constraints for the slow path: a maintained,
-        # backend-independent optimizer (TFP's L-BFGS needs tf-keras) that
-        # keeps pixels in [0, 255] without clipping tricks.
-        "scipy",
         # Runs the exported .tflite files (the successor of tf.lite.Interpreter).
         "ai-edge-litert",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "ruff", "jax[cpu]", "imageio", "imageio-ffmpeg"],
-        # Video decoding/encoding with a bundled ffmpeg binary.
-        "video": ["imageio", "imageio-ffmpeg"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "ruff",
+            "jax[cpu]",
+            "imageio",
+            "imageio-ffmpeg",
+            "scipy",
+        ],
+        # Video decoding/encoding with a bundled ffmpeg binary; SciPy's image
+        # filters (box blur, dilation) for the flicker smoother's motion mask.
+        "video": ["imageio", "imageio-ffmpeg", "scipy"],
         # Building the stylized dataset through TFDS on Apache Beam.
         "beam": ["apache-beam"],
     },

@@ -7,10 +7,13 @@ Usage (real weights; figures in the closing note of issue 2):
         --style ../shared/data/styles/starry_night.jpg
 
 Sections (all in one run, so both sides see the same machine load):
-  quality  baseline (single-scale Adam, 300 steps at 384 px) vs the default
-           `stylize()`; Gram-style and content distances measured by one
-           independent evaluator; side-by-side PNG and JSON in docs/.
-  speed    seconds per iteration at 256, 512 and 1024 px (L-BFGS and Adam).
+  quality  baseline (plain float32 single-scale Adam, 300 steps at 384 px)
+           vs the default `stylize()` (L-BFGS-B; bfloat16 loss network where
+           the CPU has bfloat16 instructions) and the same default forced to
+           float32; Gram-style and content distances measured by one float32
+           evaluator; side-by-side PNG and JSON in docs/.
+  speed    seconds per iteration at 256, 512 and 1024 px (L-BFGS and Adam,
+           default precision and float32).
   memory   peak resident memory of a 2048 px multiscale run (a subprocess).
 """
 
@@ -29,7 +32,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import keras_style  # noqa: E402
-from keras_style import api, images, losses  # noqa: E402
+from keras_style import api, images, losses, vgg  # noqa: E402
 
 EXAMPLES = Path(keras_style.__file__).parent / "assets" / "examples"
 
@@ -108,15 +111,17 @@ def side_by_side(panels, path):
 
 def quality(args, report):
     content, style = images.load_image(args.content), images.load_image(args.style)
-    keras_style.stylize(
-        content,
-        style,
-        size=64,
-        iterations=2,
-        backbone=args.backbone,
-        vgg_weights=args.vgg_weights,
-        verbose=0,
-    )  # build VGG once, untimed
+    for precision in ("auto", "float32"):
+        keras_style.stylize(
+            content,
+            style,
+            size=64,
+            iterations=2,
+            backbone=args.backbone,
+            vgg_weights=args.vgg_weights,
+            verbose=0,
+            precision=precision,
+        )  # build both VGGs once, untimed
     base, base_s, _ = timed_stylize(
         content,
         style,
@@ -125,14 +130,20 @@ def quality(args, report):
         iterations=args.baseline_steps,
         multiscale=False,
         learning_rate=args.baseline_lr,
+        precision="float32",
     )
     ours, ours_s, _ = timed_stylize(content, style, args)
-    dist = distances(content, style, {"baseline": base, "default": ours}, args)
+    f32, f32_s, _ = timed_stylize(content, style, args, precision="float32")
+    outputs = {"baseline": base, "default": ours, "default_float32": f32}
+    dist = distances(content, style, outputs, args)
     report["quality"] = {
         "size": args.size,
+        "default_precision": vgg.resolve_precision("auto"),
         "baseline_seconds": base_s,
         "default_seconds": ours_s,
+        "default_float32_seconds": f32_s,
         "time_ratio": ours_s / base_s,
+        "float32_time_ratio": f32_s / base_s,
         "distances": dist,
         "style_ratio": dist["default"]["style_loss"] / dist["baseline"]["style_loss"],
         "content_ratio": dist["default"]["content_loss"] / dist["baseline"]["content_loss"],
@@ -151,6 +162,11 @@ def quality(args, report):
         f"style {dist['default']['style_loss']:.4f}, content {dist['default']['content_loss']:.4f}"
     )
     print(
+        f"default stylize(precision='float32'): {f32_s:.1f} s, "
+        f"style {dist['default_float32']['style_loss']:.4f}, "
+        f"content {dist['default_float32']['content_loss']:.4f}"
+    )
+    print(
         f"time ratio {q['time_ratio']:.3f} (target <= 0.333), style ratio {q['style_ratio']:.3f} "
         f"(<= 1), content ratio {q['content_ratio']:.3f} (<= 1.10) -> meets: {q['meets_target']}"
     )
@@ -161,7 +177,7 @@ def quality(args, report):
             "content": images.resize(content, base.shape[:2]),
             "style": style,
             f"baseline Adam x{args.baseline_steps} ({base_s:.0f} s)": base,
-            f"default stylize() ({ours_s:.0f} s)": ours,
+            f"default stylize() ({ours_s:.0f} s, {q['default_precision']})": ours,
         },
         out / "gatys_benchmark.png",
     )
@@ -172,13 +188,21 @@ def speed(args, report):
     report["seconds_per_iteration"] = {}
     for size in (256, 512, 1024):
         for optimizer in ("lbfgs", "adam"):
-            args_at = argparse.Namespace(**{**vars(args), "size": size})
-            _, _, stamps = timed_stylize(
-                content, style, args_at, optimizer=optimizer, iterations=6, multiscale=False
-            )
-            per_iter = (stamps[-1] - stamps[1]) / (len(stamps) - 2)
-            report["seconds_per_iteration"][f"{optimizer}@{size}"] = per_iter
-            print(f"{optimizer:5s} @ {size:4d}px: {per_iter:.3f} s/iteration")
+            for precision in ("auto", "float32"):
+                args_at = argparse.Namespace(**{**vars(args), "size": size})
+                _, _, stamps = timed_stylize(
+                    content,
+                    style,
+                    args_at,
+                    optimizer=optimizer,
+                    iterations=6,
+                    multiscale=False,
+                    precision=precision,
+                )
+                per_iter = (stamps[-1] - stamps[1]) / (len(stamps) - 2)
+                name = vgg.resolve_precision(precision)
+                report["seconds_per_iteration"][f"{optimizer}@{size}/{name}"] = per_iter
+                print(f"{optimizer:5s} @ {size:4d}px {name:8s}: {per_iter:.3f} s/iteration")
 
 
 def memory(args, report):

@@ -22,22 +22,12 @@ _QUANT = flags.DEFINE_list(
     ["float32", "float16", "dynamic_int8", "int8", "int16x8"],
     "Quantizations: float32, float16, dynamic_int8, int8, int16x8.",
 )
-_SIZES = flags.DEFINE_list(
-    "sizes", ["256", "384", "512"], "Fixed sizes (GPU models, timing)."
-)
-_CAL_DIR = flags.DEFINE_string(
-    "calibration_dir", None, "Photos for int8/int16x8 calibration."
-)
+_SIZES = flags.DEFINE_list("sizes", ["256", "384", "512"], "Fixed sizes (GPU models, timing).")
+_CAL_DIR = flags.DEFINE_string("calibration_dir", None, "Photos for int8/int16x8 calibration.")
 _NUM_CAL = flags.DEFINE_integer("num_calibration", 100, "Calibration photos to use.")
-_MIN_CAL = flags.DEFINE_integer(
-    "min_calibration", 100, "Fewest calibration photos accepted."
-)
-_INT8_IO = flags.DEFINE_enum(
-    "int8_io", "float32", ["float32", "uint8"], "int8 model I/O type."
-)
-_TEST_DIR = flags.DEFINE_string(
-    "test_dir", None, "Test photos (default: --calibration_dir)."
-)
+_MIN_CAL = flags.DEFINE_integer("min_calibration", 100, "Fewest calibration photos accepted.")
+_INT8_IO = flags.DEFINE_enum("int8_io", "float32", ["float32", "uint8"], "int8 model I/O type.")
+_TEST_DIR = flags.DEFINE_string("test_dir", None, "Test photos (default: --calibration_dir).")
 _NUM_TEST = flags.DEFINE_integer(
     "num_test_photos", 4, "Test photos per size (0: no quality check)."
 )

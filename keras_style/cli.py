@@ -5,6 +5,7 @@ stderr), 130 when interrupted (nothing half-written is left behind).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -16,6 +17,14 @@ def _csv_floats(text):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+
+
+def _tile_size(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value or None
 
 
 def _add_stylize(subparsers):
@@ -35,11 +44,22 @@ def _add_stylize(subparsers):
     p.add_argument("--iterations", type=int, help="iterations per pyramid level (slow path)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--learning-rate", type=float, default=5.0, help="Adam step (pixels)")
-    p.add_argument("--init", default="content", help="content, noise, or an image path")
+    p.add_argument(
+        "--init",
+        default="color_matched",
+        help="color_matched (the photo in the painting's colours), content, noise, or an image",
+    )
     p.add_argument("--seed", type=int, help="seed for noise initialisation")
     p.add_argument("--style-weights", type=_csv_floats, help="blend weights, e.g. 0.7,0.3")
     p.add_argument("--style-scale", type=float, default=1.0, help="style feature size factor")
     p.add_argument("--no-multiscale", action="store_true", help="optimise at full size only")
+    p.add_argument(
+        "--tile-size",
+        type=_tile_size,
+        default=1024,
+        help="compute the loss in tiles of about this many pixels above it (bounded memory; "
+        "0: never tile)",
+    )
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     p.add_argument("--content-weight", type=float)
     p.add_argument("--style-weight", type=float)
@@ -50,9 +70,10 @@ def _add_stylize(subparsers):
     p.add_argument("--max-size", type=int, help="fast path: shrink the photo to this long side")
     p.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
-        default="float32",
-        help="fast path: bfloat16 is ~2x faster on CPUs with bfloat16 instructions",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="compute precision; auto = bfloat16 on GPUs and CPUs with bfloat16 instructions "
+        "(~2x faster), else float32",
     )
     p.add_argument("--save-every", type=int, help="write intermediate images every N steps")
     p.add_argument("--intermediate-dir", help="folder for intermediate images")
@@ -84,6 +105,7 @@ def _run_stylize(args):
         seed=args.seed,
         style_scale=args.style_scale,
         multiscale=not args.no_multiscale,
+        tile_size=args.tile_size,
         preserve_color=args.preserve_color,
         strength=args.strength,
         max_size=args.max_size,
@@ -169,10 +191,52 @@ def build_parser():
     return parser
 
 
+def _is_process_stderr(stream):
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Native (C++) writes to stderr go to /dev/null; Python's `sys.stderr` still works.
+
+    TensorFlow logs informational lines ("oneDNN custom operations are on",
+    "Could not find cuda drivers") from C++ before its log level is read, so
+    `TF_CPP_MIN_LOG_LEVEL` cannot hide them, while the command line promises
+    one clear line on stderr. File descriptor 2 is pointed at /dev/null and
+    `sys.stderr` at a duplicate of the real stderr for the command's duration.
+    Set `KERAS_STYLE_NATIVE_LOGS=1` to keep the native lines (debugging).
+    """
+    if os.environ.get("KERAS_STYLE_NATIVE_LOGS") or not _is_process_stderr(sys.stderr):
+        yield  # debugging, or stderr already captured (e.g. by a test harness)
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None):
     """Entry point of the `keras-style` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    with _native_stderr_silenced():
+        return _run(args)
+
+
+def _run(args):
     from keras_style.vgg import WeightsUnavailableError
 
     try:

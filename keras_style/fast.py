@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style import fast_graph, images
+from keras_style import fast_graph, images, vgg
 from keras_style import layers as ks_layers
 from keras_style.transformer_net import MIN_SIDE
 
@@ -188,10 +188,12 @@ class FastStylizer:
         batch_size: images (or tiles) run together.
         stats_size: long side of the copy used to measure the instance-norm
             statistics for tiled images.
-        precision: compute precision, one of `fast_graph.PRECISIONS`:
-            "float32" (the model's results up to rounding) or "bfloat16"
-            (bfloat16 activations and convolutions with float32 weights,
-            norm statistics and output; needs a Functional model). At
+        precision: compute precision: "auto" (default: "bfloat16" where
+            the hardware runs it natively, see `vgg.resolve_precision`, and
+            the network is Functional; else "float32"), "float32" (the
+            model's results up to rounding) or "bfloat16" (bfloat16
+            activations and convolutions with float32 weights, norm
+            statistics and output; needs a Functional model). At
             512x512 on a 2-core AVX512_BF16 CPU, the plain Keras model's
             CPU time was 1100 ms, "float32" 800 ms, "bfloat16" 450 ms; on
             real photos through a trained network "bfloat16" stayed at 54
@@ -203,12 +205,13 @@ class FastStylizer:
     stylizer = FastStylizer("runs/starry/model.keras")
     out = stylizer.stylize("photo.jpg", max_size=1024, strength=0.8)
     images.save_image(out, "photo_starry.jpg")
-    fast = FastStylizer("runs/starry/model.keras", precision="bfloat16")
+    exact = FastStylizer("runs/starry/model.keras", precision="float32")
     ```
     """
 
-    def __init__(self, model, batch_size=4, stats_size=1024, precision="float32"):
-        fast_graph.check_precision(precision)
+    def __init__(self, model, batch_size=4, stats_size=1024, precision="auto"):
+        auto = precision == "auto"
+        precision = fast_graph.check_precision(vgg.resolve_precision(precision))
         if isinstance(model, (str, Path)):
             from keras_style import styles
 
@@ -220,6 +223,8 @@ class FastStylizer:
         self.model = model
         self.batch_size = batch_size
         self.stats_size = stats_size
+        if auto and not fast_graph.is_functional(model):
+            precision = "float32"  # only Functional networks can be rewritten for bfloat16
         self.precision = precision
         self._net = _inference_model(model, precision)
         self._run = _compile(self._net)

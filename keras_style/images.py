@@ -276,3 +276,52 @@ def transfer_luminance(stylized, content):
     y = rgb_to_yuv(stylized)[..., :1]
     uv = rgb_to_yuv(content)[..., 1:]
     return ops.clip(yuv_to_rgb(ops.concatenate([y, uv], axis=-1)), 0.0, 255.0)
+
+
+def _color_moments(images, weights):
+    """Mean (3,) and covariance (3, 3) of the pixels of `images`, pooled with `weights`."""
+    weights = np.asarray(weights, np.float64) / float(np.sum(weights))
+    mean, second = np.zeros(3), np.zeros((3, 3))
+    for image, w in zip(images, weights, strict=True):
+        pixels = np.asarray(image, np.float64).reshape(-1, 3)
+        mean += w * pixels.mean(axis=0)
+        second += w * (pixels.T @ pixels) / len(pixels)
+    return mean, second - np.outer(mean, mean)
+
+
+def _sqrtm(cov, inverse=False):
+    """Symmetric (inverse) square root of a covariance matrix.
+
+    Eigenvalues are floored at 1 % of the largest (and 1 pixel^2), so a
+    near-grey photo's faint colour noise is not blown up to the painting's
+    colour variance.
+    """
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, max(1.0, 0.01 * float(values.max())))
+    values = values ** (-0.5 if inverse else 0.5)
+    return (vectors * values) @ vectors.T
+
+
+def match_colors(image, references, weights=None):
+    """Maps the colours of `image` onto those of `references` (mean and covariance of RGB).
+
+    An affine colour transform x -> A (x - mean) + mean_ref with A chosen so
+    the result has the references' pooled mean and covariance (Hertzmann's
+    colour transfer). Used to start the slow path from the photo painted in
+    the painting's palette: Gram matrices of the first VGG layers are mostly
+    colour statistics, so the optimiser starts closer to the style.
+
+    Args:
+        image: [0, 255] RGB (H, W, 3) array.
+        references: list of [0, 255] RGB images.
+        weights: one non-negative weight per reference (None: equal).
+
+    Returns:
+        The recoloured float32 image, clipped to [0, 255].
+    """
+    weights = [1.0] * len(references) if weights is None else weights
+    mean, cov = _color_moments([image], [1.0])
+    ref_mean, ref_cov = _color_moments(references, weights)
+    transform = _sqrtm(cov, inverse=True) @ _sqrtm(ref_cov)
+    pixels = (np.asarray(image, np.float64).reshape(-1, 3) - mean) @ transform + ref_mean
+    return np.clip(pixels, 0.0, 255.0).reshape(np.shape(image)).astype(np.float32)

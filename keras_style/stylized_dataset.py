@@ -35,7 +35,7 @@ import numpy as np
 
 import keras_style
 from keras_style import images as image_lib
-from keras_style import losses, optimize
+from keras_style import losses, optimize, vgg
 
 #: Version of the record and card layout written by this module.
 FORMAT_VERSION = 1
@@ -61,10 +61,14 @@ class SlowRecipe:
         vgg_weights: "imagenet" or a local weights file.
         loss: `losses.LossConfig` fields (missing ones take their defaults).
         optimize: `optimize.OptimizeConfig` fields; `size` is always
-            `image_size` and `init` must be "content" or "noise".
+            `image_size` and `init` must be a name ("color_matched",
+            "content" or "noise"), not an image.
         batch_size: photos stylized together in one slow-method run
             (L-BFGS shares its line search within a batch, so this is part of
             the recipe).
+        precision: compute precision of the loss network, "float32" or
+            "bfloat16"; "auto" is resolved on the machine that builds the
+            dataset (`vgg.resolve_precision`) and recorded as such.
     """
 
     style_files: list
@@ -75,8 +79,10 @@ class SlowRecipe:
     loss: dict = dataclasses.field(default_factory=dict)
     optimize: dict = dataclasses.field(default_factory=dict)
     batch_size: int = 1
+    precision: str = "auto"
 
     def __post_init__(self):
+        self.precision = vgg.resolve_precision(self.precision)
         self.style_files = [str(f) for f in _as_list(self.style_files)]
         self.vgg_weights = str(self.vgg_weights)
         if not self.style_files:
@@ -106,7 +112,7 @@ class SlowRecipe:
         """The `optimize.OptimizeConfig` of the recipe (size = `image_size`)."""
         options = {**self.optimize, "size": self.image_size}
         if not isinstance(options.get("init", "content"), str):
-            raise ValueError("A dataset recipe's init must be 'content' or 'noise'")
+            raise ValueError("A dataset recipe's init must be a name, e.g. 'content' or 'noise'")
         try:
             return optimize.OptimizeConfig(**options)
         except TypeError as e:
@@ -126,6 +132,7 @@ class SlowRecipe:
     def from_json(cls, fields):
         """Inverse of `to_json` (hashes are dropped; paths must exist here)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        fields = {"precision": "float32", **fields}  # cards written before the option existed
         return cls(**{k: v for k, v in fields.items() if k in names})
 
 
@@ -332,7 +339,9 @@ class PairGenerator:
 
         if self._stylizer is None:
             r = self.recipe
-            self._stylizer = api.get_gatys_stylizer(r.loss_config(), r.backbone, r.vgg_weights)
+            self._stylizer = api.get_gatys_stylizer(
+                r.loss_config(), r.backbone, r.vgg_weights, r.precision
+            )
             self._styles = [image_lib.load_image(f) for f in r.style_files]
 
     def stylize(self, contents):
@@ -483,6 +492,8 @@ def read_card(directory):
 def _identity(card):
     """The parts of a card that must match for a rerun to continue the same dataset."""
     recipe = {k: v for k, v in card["recipe"].items() if k not in ("style_files", "vgg_weights")}
+    recipe.setdefault("precision", "float32")  # cards written before these options existed
+    recipe["optimize"] = {"tile_size": 1024, **recipe.get("optimize", {})}
     content = {k: v for k, v in card["content"].items() if k != "image_dir"}
     return json.dumps(
         {**card, "recipe": recipe, "content": content, "package_version": None}, sort_keys=True

@@ -25,6 +25,18 @@ them by name. Everything is `keras.ops` and runs under TensorFlow and JAX.
 Rerunning the same job after a crash or `kill -9` restores the newest complete
 checkpoint (weights, optimizer moments, step count) and trains only the
 remaining steps, so it ends at the same step as an uninterrupted run.
+
+Scaling out (`TrainConfig.strategy`, see `distribution_scope`): "mirrored"
+trains one replica per local GPU (`tf.distribute.MirroredStrategy` under
+TensorFlow, `keras.distribution.DataParallel` under JAX), "multi_worker" one
+per worker of a TF_CONFIG cluster (MultiWorkerMirroredStrategy; under JAX,
+`keras.distribution.initialize()`); `batch_size` is the global batch. Only
+the chief writes the work dir. Without GPUs, `split_cpu_devices(N)` or the
+environment variable KERAS_STYLE_CPU_DEVICES=N (applied by the training
+binaries, like their --cpu_devices=N) splits the CPU into N devices to test
+this on one machine:
+
+    KERAS_STYLE_CPU_DEVICES=2 python -m training.train --strategy=mirrored ...
 """
 
 import contextlib
@@ -46,6 +58,7 @@ from keras_style.transformer_net import WIDTHS, build_transformer_net
 
 LOSSES = ("perceptual", "distill")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+CPU_DEVICES_ENV = "KERAS_STYLE_CPU_DEVICES"
 
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 _log = logging.getLogger("keras_style.trainer")
@@ -76,6 +89,9 @@ class TrainConfig:
         vgg_weights: "imagenet", a local weights file, or None (random, tests).
         width: network width multiplier (1.0, 0.5, 0.25).
         mixed_precision: train the network in mixed_float16.
+        loss_precision: compute precision of the frozen VGG loss network,
+            "auto" (bfloat16 on GPUs and CPUs with bfloat16 instructions),
+            "float32" or "bfloat16" (see `vgg.resolve_precision`).
         strategy: "default", "mirrored" or "multi_worker".
         jit_compile: True, False or "auto" (passed to `compile`).
         checkpoint_every: steps between checkpoints.
@@ -109,6 +125,7 @@ class TrainConfig:
     vgg_weights: str | None = "imagenet"
     width: float = 1.0
     mixed_precision: bool = False
+    loss_precision: str = "auto"
     strategy: str = "default"
     jit_compile: bool | str = "auto"
     checkpoint_every: int = 1000
@@ -124,6 +141,7 @@ class TrainConfig:
         self._check_choice("strategy", STRATEGIES)
         self._check_choice("backbone", vgg.BACKBONES)
         self._check_choice("validate", data.VALIDATE_MODES)
+        self._check_choice("loss_precision", vgg.PRECISIONS)
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, got {self.width!r}")
         for name in ("image_size", "batch_size", "steps", "checkpoint_every", "keep_checkpoints"):
@@ -206,6 +224,14 @@ def _scale_for_replicas(loss):
     return loss
 
 
+def _tf_multi_worker(model):
+    """True when `model` trains under tf.distribute with several workers."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    extended = getattr(model.distribute_strategy, "extended", None)
+    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+
+
 class StyleTrainer(keras.Model):
     """Wraps a stylization network with its training loss for `fit`.
 
@@ -249,6 +275,15 @@ class StyleTrainer(keras.Model):
 
     def call(self, inputs, training=False):
         return self.net(inputs, training=training)
+
+    def train_step(self, *args, **kwargs):
+        logs = super().train_step(*args, **kwargs)
+        if _tf_multi_worker(self):
+            # Keras 3 averages the step's logs across workers with
+            # strategy.reduce("MEAN", value, axis=0), which fails on scalars
+            # (tensorflow/tensorflow#72388); a batch axis of 1 makes it the mean.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Weighted total of the named parts; each part is also recorded as a metric."""
@@ -373,22 +408,45 @@ def _fsync_dir(path):
             os.close(fd)
 
 
-def is_chief():
-    """True in the process that writes files (the only one unless multi-worker)."""
+def is_chief(strategy=None):
+    """True in the process that writes files (the only one unless multi-worker).
+
+    Args:
+        strategy: the `tf.distribute` strategy of the job (e.g. a model's
+            `distribute_strategy`); None: the current one. Keras 3 runs `fit`
+            and its callbacks outside the strategy scope, so callbacks must
+            pass the model's.
+    """
     if keras.backend.backend() == "jax":
         import jax
 
         return jax.process_index() == 0
     import tensorflow as tf
 
-    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
+        return _tf_config_chief()  # outside a multi-worker scope: ask TF_CONFIG
+    return _chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+
+
+def _chief_task(task_type, task_id, cluster):
+    """The chief writes: task "chief", or worker 0 of a cluster without one."""
+    return task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in cluster
     )
+
+
+def _tf_config_chief():
+    """`is_chief` from the TF_CONFIG environment variable (True when unset or unreadable)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task = config.get("task") or {}
+    except (ValueError, AttributeError):
+        return True
+    if not task.get("type"):
+        return True
+    return _chief_task(task["type"], int(task.get("index", 0)), config.get("cluster") or {})
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -411,7 +469,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def _save(self):
         model = self.model  # under JAX this syncs the training state into the variables
-        if is_chief():
+        if is_chief(getattr(model, "distribute_strategy", None)):
             self.manager.save(model.net, model.optimizer, self.step)
 
 
@@ -485,7 +543,10 @@ class SummaryCallback(keras.callbacks.Callback):
         self.writer.flush()
 
     def _images(self):
-        stylized = images.to_uint8(self.model.net.predict_on_batch(self.samples))
+        # A direct call: under tf.distribute, predict_on_batch runs the whole batch on every
+        # replica and concatenates the copies.
+        stylized = self.model.net(self.samples, training=False)
+        stylized = images.to_uint8(ops.convert_to_numpy(ops.cast(stylized, "float32")))
         pair = np.concatenate([images.to_uint8(self.samples), stylized], axis=2)
         with self.writer.as_default(step=self.step):
             _write_images("samples", pair)
@@ -495,13 +556,113 @@ class SummaryCallback(keras.callbacks.Callback):
             images.save_image(grid, self.sample_dir / f"step_{self.step:08d}.png")
 
 
-def distribution_scope(strategy):
+def split_cpu_devices(count=None):
+    """Splits the host CPU into `count` devices, to run the multi-device strategies without GPUs.
+
+    With `count` devices, "mirrored" trains `count` replicas on one machine
+    (each replica gets batch_size / count images; the CPU cores are shared,
+    so this is for testing, not speed). Must run before the backend sets up
+    its devices, i.e. before any op runs (the training binaries call it
+    first, from --cpu_devices or the KERAS_STYLE_CPU_DEVICES environment
+    variable).
+
+    TensorFlow: `count` logical CPU devices. JAX: the `jax_num_cpu_devices`
+    option (like XLA_FLAGS=--xla_force_host_platform_device_count=N).
+
+    Args:
+        count: number of CPU devices; None reads KERAS_STYLE_CPU_DEVICES;
+            None, 0 or 1 change nothing.
+
+    Returns:
+        The count applied, or 0 when nothing was changed.
+
+    Raises:
+        RuntimeError: when the backend's devices are already set up.
+    """
+    if count is None:
+        value = os.environ.get(CPU_DEVICES_ENV, "").strip()
+        try:
+            count = int(value) if value else 0
+        except ValueError as e:
+            raise ValueError(f"{CPU_DEVICES_ENV} must be an integer, got {value!r}") from e
+    count = int(count)
+    if count < 0:
+        raise ValueError(f"The CPU device count must be >= 0, got {count}")
+    if count <= 1:
+        return 0
+    too_late = (
+        f"Cannot split the CPU into {count} devices: the {keras.backend.backend()} runtime is "
+        "already initialized; call split_cpu_devices first thing in the program"
+    )
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if _jax_initialized() and len(jax.devices("cpu")) == count:
+            return count
+        try:
+            jax.config.update("jax_num_cpu_devices", count)
+        except RuntimeError as e:
+            raise RuntimeError(too_late) from e
+    else:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * count
+            )
+        except RuntimeError as e:
+            if len(tf.config.list_logical_devices("CPU")) != count:
+                raise RuntimeError(too_late) from e
+    _log.info("Split the host CPU into %d devices", count)
+    return count
+
+
+def _jax_initialized():
+    try:
+        from jax._src import xla_bridge
+
+        return xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        return False
+
+
+def num_replicas():
+    """Replicas each global batch is split across, in the current strategy/distribution."""
+    if keras.backend.backend() == "jax":
+        distribution = keras.distribution.distribution()
+        return int(np.size(distribution.device_mesh.devices)) if distribution else 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _mirrored_devices():
+    """Devices MirroredStrategy mirrors over: all GPUs, else all CPUs when split (None: CPU:0)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return [device.name for device in gpus]
+    cpus = tf.config.list_logical_devices("CPU")
+    return [device.name for device in cpus] if len(cpus) > 1 else None
+
+
+def distribution_scope(strategy, batch_size=None):
     """A context in which to build models for `strategy` (see `STRATEGIES`).
 
-    TensorFlow: a `tf.distribute` strategy scope (MirroredStrategy over local
-    devices, MultiWorkerMirroredStrategy from TF_CONFIG). JAX: sets a
+    TensorFlow: a `tf.distribute` strategy scope: "mirrored" is a
+    MirroredStrategy over all local GPUs, or when there are none over all
+    logical CPU devices (see `split_cpu_devices`); "multi_worker" a
+    MultiWorkerMirroredStrategy from TF_CONFIG. JAX: sets a
     `keras.distribution.DataParallel` distribution over all devices
-    (`keras.distribution.initialize()` first for multi-worker).
+    (`keras.distribution.initialize()` first for "multi_worker"); it stays
+    set after the context, as `fit` needs it. The replica count is logged.
+
+    Args:
+        strategy: one of `STRATEGIES`.
+        batch_size: the global batch size; under JAX it must divide evenly
+            among the devices (checked when given).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -511,13 +672,33 @@ def distribution_scope(strategy):
         if strategy == "multi_worker":
             keras.distribution.initialize()
         devices = keras.distribution.list_devices()
+        if batch_size is not None and batch_size % len(devices):
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by the number of devices "
+                f"({len(devices)}: {devices}) for --strategy={strategy} under JAX"
+            )
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        _log.info(
+            "Strategy %s: keras.distribution.DataParallel, %d replicas %s",
+            strategy,
+            len(devices),
+            devices,
+        )
         return contextlib.nullcontext()
     import tensorflow as tf
 
     if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy().scope()
-    return tf.distribute.MultiWorkerMirroredStrategy().scope()
+        tf_strategy = tf.distribute.MirroredStrategy(devices=_mirrored_devices())
+    else:
+        tf_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    _log.info(
+        "Strategy %s: %s, %d replicas %s",
+        strategy,
+        type(tf_strategy).__name__,
+        tf_strategy.num_replicas_in_sync,
+        list(tf_strategy.extended.worker_devices),
+    )
+    return tf_strategy.scope()
 
 
 @contextlib.contextmanager
@@ -550,7 +731,9 @@ def build_trainer(config, style_image=None):
         The compiled `StyleTrainer`, its optimizer built (ready for restore).
     """
     loss_config = config.loss_config()
-    extractor = vgg.FeatureExtractor(loss_config.layers, config.backbone, config.vgg_weights)
+    extractor = vgg.FeatureExtractor(
+        loss_config.layers, config.backbone, config.vgg_weights, config.loss_precision
+    )
     perceptual = losses.PerceptualLoss(extractor, loss_config)
     targets = None
     if config.loss == "perceptual":
@@ -633,15 +816,16 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
         verbose: `fit` verbosity (1: progress bar with ETA).
 
     Returns:
-        {"step", "initial_step", "model_path", "history", "skipped"}.
+        {"step", "initial_step", "model_path", "history", "skipped", "replicas"}.
     """
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _check_same_job(workdir, config)
-    chief = is_chief()
-    with distribution_scope(config.strategy):
+    with distribution_scope(config.strategy, config.batch_size):
+        chief = is_chief()  # in the scope: under multi_worker only one process writes
+        replicas = num_replicas()
         if dataset is None:
             if config.loss == "distill":
                 raise ValueError("The distill loss needs a dataset of (content, target) pairs")
@@ -688,9 +872,11 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
         with images.atomic_write(model_path) as tmp:
             trainer.net.save(tmp)
     return {
-        "step": max(manager.steps(), default=initial_step),
+        # Non-chief workers write no checkpoints (and may finish before the chief's last one).
+        "step": max(manager.steps(), default=initial_step) if chief else max(steps, initial_step),
         "initial_step": initial_step,
         "model_path": str(model_path),
         "history": history,
         "skipped": len(info.skipped),
+        "replicas": replicas,
     }

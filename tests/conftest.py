@@ -1,6 +1,8 @@
 """Shared fixtures: tiny generated images and a random-weights VGG16 file (no downloads)."""
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,3 +70,20 @@ def vgg16_weights_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "vgg16_random.weights.h5"
     model.save_weights(path)
     return path
+
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.json"
+
+
+def tiny_train_command(workdir, files, *flags):
+    """`python -m training.train` on the tiny preset, a photo folder and a style file."""
+    return [
+        sys.executable,
+        "-m",
+        "training.train",
+        f"--config={TINY_CONFIG}",
+        f"--workdir={workdir}",
+        f"--style_image={files['style']}",
+        f"--image_dir={files['photos']}",
+        *flags,
+    ]

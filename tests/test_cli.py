@@ -30,6 +30,21 @@ def _stylize_args(photo_file, painting_file, out, weights, *extra):
     ]
 
 
+def test_console_script_error_is_one_stderr_line(tmp_path, painting_file):
+    """TensorFlow's native start-up log lines must not reach the user's stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_style.cli", "stylize", str(tmp_path / "missing.jpg")]
+        + [str(painting_file), "-o", str(tmp_path / "out.png"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"keras-style: error: Image file not found: {tmp_path / 'missing.jpg'}"
+    ]
+
+
 @pytest.mark.slow
 def test_console_script_end_to_end(tmp_path, photo_file, painting_file, vgg16_weights_file):
     out = tmp_path / "out.png"

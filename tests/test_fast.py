@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_style import fast_graph, images, metrics
+from keras_style import fast_graph, images, metrics, vgg
 from keras_style import layers as ks_layers
 from keras_style.fast import FastStylizer, _tile_spans
 from keras_style.transformer_net import build_transformer_net
@@ -17,7 +17,7 @@ from keras_style.transformer_net import build_transformer_net
 @pytest.fixture(scope="module")
 def stylizer():
     keras.utils.set_random_seed(0)
-    return FastStylizer(build_transformer_net(width=0.25))
+    return FastStylizer(build_transformer_net(width=0.25), precision="float32")
 
 
 def _photo(height, width, seed=0):
@@ -102,7 +102,7 @@ def test_tiles_share_whole_image_statistics(stylizer):
 def test_loads_a_saved_model(tmp_path, stylizer):
     path = tmp_path / "net.keras"
     stylizer.model.save(path)
-    loaded = FastStylizer(path)
+    loaded = FastStylizer(path, precision="float32")
     content = _photo(12, 14)
     np.testing.assert_allclose(loaded.stylize(content), stylizer.stylize(content), atol=1e-3)
 
@@ -220,6 +220,16 @@ def test_bad_precision_is_a_value_error(stylizer, precision):
 class SubclassedIdentity(keras.Model):
     def call(self, x):
         return x
+
+
+def test_auto_precision_is_bfloat16_on_bfloat16_hardware_for_functional_networks(
+    stylizer, monkeypatch
+):
+    monkeypatch.setattr(vgg, "resolve_precision", lambda p: "bfloat16" if p == "auto" else p)
+    assert FastStylizer(stylizer.model).precision == "bfloat16"
+    assert FastStylizer(SubclassedIdentity()).precision == "float32"  # cannot be rewritten
+    monkeypatch.setattr(vgg, "resolve_precision", lambda p: "float32" if p == "auto" else p)
+    assert FastStylizer(stylizer.model).precision == "float32"
 
 
 def test_subclassed_models_run_in_float32_only():

@@ -176,3 +176,25 @@ def test_transfer_luminance_keeps_content_colours(photo, painting):
     interior = np.all((mixed > 1) & (mixed < 254), axis=-1)  # ignore clipped pixels
     np.testing.assert_allclose(yuv_mixed[interior][:, 0], yuv_stylized[interior][:, 0], atol=0.5)
     np.testing.assert_allclose(yuv_mixed[interior][:, 1:], yuv_content[interior][:, 1:], atol=0.5)
+
+
+def test_match_colors_gives_the_references_colour_statistics():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(60, 160, (30, 40, 3)).astype(np.float32)
+    image[..., 1] = 0.5 * image[..., 0] + 40 + rng.normal(0, 10, (30, 40))  # correlated
+    reference = np.clip(rng.normal([180, 120, 60], [20, 10, 15], (50, 20, 3)), 0, 255)
+    out = images.match_colors(image, [reference])
+    assert out.shape == image.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), reference.reshape(-1, 3).mean(0), atol=1)
+    np.testing.assert_allclose(
+        np.cov(out.reshape(-1, 3).T), np.cov(reference.reshape(-1, 3).T), rtol=0.05, atol=2
+    )
+    # Structure survives: the recolouring is one affine map of the pixels.
+    gray = np.repeat(image[..., :1], 3, axis=-1)  # a grey photo: no colour noise blown up
+    assert np.isfinite(images.match_colors(gray, [reference])).all()
+    assert np.corrcoef(out[..., 0].ravel(), image[..., 0].ravel())[0, 1] > 0.5
+    # Weighted blend of references: the zero-weight one is ignored.
+    other = np.full((8, 8, 3), 10.0, np.float32)
+    np.testing.assert_allclose(
+        images.match_colors(image, [reference, other], [1.0, 0.0]), out, atol=1e-3
+    )

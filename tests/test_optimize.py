@@ -151,3 +151,28 @@ def test_stylize_under_the_jax_backend(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
+
+
+def test_lbfgs_first_step_is_scaled_to_pixels(extractor, photo, painting):
+    """With pixels in scaled units, L-BFGS accepts its trial steps: ~1 evaluation each."""
+    stylizer = optimize.GatysStylizer(extractor)
+    config = optimize.OptimizeConfig(size=48, iterations=12, multiscale=False)
+    trace = []
+    stylizer.stylize(
+        photo,
+        [painting],
+        config=config,
+        verbose=0,
+        callback=lambda *a: trace.append(a[2]),
+        callback_every=1,
+    )
+    assert len(trace) == 12  # no early stop in a failed line search
+    assert stylizer.evaluations <= 12 + 4
+
+
+def test_color_matched_init_starts_closer_to_the_style(extractor, photo, painting):
+    first = {}
+    for init in ("content", "color_matched"):
+        _, _, trace = _run(extractor, photo, [painting], init=init, iterations=1, multiscale=False)
+        first[init] = trace[0]["style_loss"]
+    assert first["color_matched"] < first["content"]

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_train_command
 from PIL import Image
 
 from keras_style import trainer
@@ -135,18 +135,9 @@ def test_config_validation_and_presets(tmp_path):
 
 
 def _train_command(workdir, files, steps):
-    return [
-        sys.executable,
-        "-m",
-        "training.train",
-        f"--config={TINY}",
-        f"--workdir={workdir}",
-        f"--style_image={files['style']}",
-        f"--image_dir={files['photos']}",
-        f"--steps={steps}",
-        "--checkpoint_every=3",
-        "--sample_every=0",
-    ]
+    return tiny_train_command(
+        workdir, files, f"--steps={steps}", "--checkpoint_every=3", "--sample_every=0"
+    )
 
 
 @pytest.mark.slow

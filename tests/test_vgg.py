@@ -59,3 +59,32 @@ def test_download_failure_explains_how_to_use_local_weights(monkeypatch):
     monkeypatch.setattr(keras.applications, "VGG19", offline)
     with pytest.raises(vgg.WeightsUnavailableError, match="vgg_weights=PATH"):
         vgg.FeatureExtractor(["block1_conv1"], "vgg19", weights="imagenet")
+
+
+def test_bfloat16_extractor_matches_float32_and_returns_float32(vgg16_weights_file):
+    layers = ["block1_conv1", "block3_conv1"]
+    f32 = vgg.FeatureExtractor(layers, "vgg16", vgg16_weights_file, precision="float32")
+    bf16 = vgg.FeatureExtractor(layers, "vgg16", vgg16_weights_file, precision="bfloat16")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 24, 32, 3)).astype(np.float32)
+    a, b = f32(x), bf16(x)
+    for name in layers:
+        assert b[name].dtype == "float32"
+        ref, got = ops.convert_to_numpy(a[name]), ops.convert_to_numpy(b[name])
+        assert np.abs(got - ref).max() <= 0.02 * np.abs(ref).max(), name
+    # The first convolution sees full-precision pixels.
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(b["block1_conv1"]), ops.convert_to_numpy(a["block1_conv1"]), atol=1e-3
+    )
+    assert not bf16.model.trainable_weights
+
+
+def test_precision_resolution(monkeypatch):
+    assert vgg.resolve_precision("float32") == "float32"
+    assert vgg.resolve_precision("bfloat16") == "bfloat16"
+    monkeypatch.setattr(vgg, "_on_accelerator", lambda: False)
+    monkeypatch.setattr(vgg, "_cpu_has_bf16", lambda: False)
+    assert vgg.resolve_precision("auto") == "float32"
+    monkeypatch.setattr(vgg, "_cpu_has_bf16", lambda: True)
+    assert vgg.resolve_precision("auto") == "bfloat16"
+    with pytest.raises(ValueError, match="Unknown precision 'float16'"):
+        vgg.resolve_precision("float16")

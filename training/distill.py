@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from keras_style import distill  # noqa: E402
+from keras_style import distill, trainer  # noqa: E402
 from training import flags_common  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -32,6 +32,7 @@ flags.DEFINE_integer("verbose", 1, "fit verbosity: 1 progress bar, 2 one line pe
 
 
 def run():
+    trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
     if not FLAGS.dataset_dir:
         raise ValueError("--dataset_dir is required")
     config = flags_common.resolve_config(loss="distill")

@@ -43,11 +43,25 @@ flags.DEFINE_string("vgg_weights", None, "'imagenet' (download) or a local VGG w
 flags.DEFINE_enum("width", None, ["1.0", "0.5", "0.25"], "Network width multiplier.")
 flags.DEFINE_bool("mixed_precision", None, "Train the network in mixed_float16 (GPUs).")
 flags.DEFINE_enum(
+    "loss_precision",
+    None,
+    list(vgg.PRECISIONS),
+    "Compute precision of the VGG loss network (default auto: bfloat16 on GPUs and on CPUs "
+    "with bfloat16 instructions, else float32).",
+)
+flags.DEFINE_enum(
     "strategy",
     None,
     list(trainer.STRATEGIES),
-    "default | mirrored (all local GPUs) | multi_worker (TF_CONFIG); tf.distribute under "
+    "default | mirrored (all local GPUs, or the CPU devices of --cpu_devices) | multi_worker "
+    "(TF_CONFIG); tf.distribute under "
     "TensorFlow, keras.distribution.DataParallel under JAX.",
+)
+flags.DEFINE_integer(
+    "cpu_devices",
+    None,
+    "Split the host CPU into N devices (to test --strategy=mirrored without GPUs); default: "
+    f"${trainer.CPU_DEVICES_ENV} or no split. Not part of the saved config.",
 )
 flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation of the step.")
 flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (default 1000).")

@@ -42,6 +42,12 @@ flags.DEFINE_integer("batch_size", None, "Override the config's batch_size.")
 flags.DEFINE_integer("iterations", None, "Override the config's optimize.iterations.")
 flags.DEFINE_string("backbone", None, "Override the config's backbone (vgg19 or vgg16).")
 flags.DEFINE_string("vgg_weights", None, "Override the config's vgg_weights (a local file).")
+flags.DEFINE_enum(
+    "precision",
+    None,
+    ["auto", "float32", "bfloat16"],
+    "Override the config's loss-network precision (default auto: bfloat16 where native).",
+)
 flags.DEFINE_integer("examples_per_shard", 32, "Photos per TFRecord file.")
 flags.DEFINE_integer("num_shards", 1, "Split the work over this many processes.")
 flags.DEFINE_integer("shard_index", 0, "This process's part of the work, in [0, num_shards).")
@@ -70,6 +76,7 @@ def build_recipe(config):
         "batch_size": FLAGS.batch_size,
         "backbone": FLAGS.backbone,
         "vgg_weights": FLAGS.vgg_weights,
+        "precision": FLAGS.precision,
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if FLAGS.iterations is not None:

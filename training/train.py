@@ -7,6 +7,10 @@ Flags override the --config preset; the resolved configuration is saved as
 workdir/config.json. Rerunning the same command resumes from the newest
 checkpoint. The trained network is workdir/model.keras. All flags:
 `python -m training.train --helpfull`.
+
+--strategy=mirrored trains on all local GPUs; without GPUs, try it on CPU
+devices with --cpu_devices=2 (or KERAS_STYLE_CPU_DEVICES=2); with
+--strategy=multi_worker, start one process per TF_CONFIG worker.
 """
 
 import logging
@@ -19,19 +23,23 @@ from absl import app  # noqa: E402
 from keras_style import trainer  # noqa: E402
 from training import flags_common  # noqa: E402
 
+FLAGS = flags_common.FLAGS
+
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.getLogger("keras_style").setLevel(logging.INFO)
     try:
+        trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
         config = flags_common.resolve_config()
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     result = trainer.train(config)
     print(
-        f"Trained to step {result['step']} (resumed at {result['initial_step']}); "
-        f"{result['skipped']} unreadable images skipped; model: {result['model_path']}"
+        f"Trained to step {result['step']} (resumed at {result['initial_step']}) on "
+        f"{result['replicas']} replicas; {result['skipped']} unreadable images skipped; "
+        f"model: {result['model_path']}"
     )
 
 

@@ -199,7 +199,7 @@ def _is_process_stderr(stream):
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """Native (C++) writes to stderr go to /dev/null; Python's `sys.stderr` still works.
 
     TensorFlow logs informational lines ("oneDNN custom operations are on",
@@ -232,7 +232,7 @@ def main(argv=None):
     """Entry point of the `keras-style` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         return _run(args)
 
 

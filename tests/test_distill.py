@@ -109,6 +109,7 @@ def test_binaries_fail_cleanly_on_bad_input(tmp_path):
         ("training.make_stylized_dataset", ["--style=/missing.jpg", f"--output_dir={tmp_path}"]),
         ("training.distill", [f"--dataset_dir={tmp_path}", f"--workdir={tmp_path}/w"]),
         ("training.evaluate", [f"--eval_dataset={tmp_path}", f"--out_dir={tmp_path}", "--model=x"]),
+        ("training.train", [f"--config={tmp_path}/missing.json", f"--workdir={tmp_path}/t"]),
     ]:
         out = subprocess.run(
             [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300

@@ -14,16 +14,14 @@ Rerunning the same command resumes from the newest checkpoint.
 """
 
 import json
-import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
 from keras_style import distill, trainer  # noqa: E402
-from training import flags_common  # noqa: E402
+from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -46,14 +44,7 @@ def run():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.getLogger("keras_style").setLevel(logging.INFO)
-    try:
-        run()
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    binary.run_cleanly(argv, run)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ With --tfds the same pairs are built through the TFDS builder into
 """
 
 import json
-import sys
 from pathlib import Path
 
 from absl import app, flags
+
+from training import binary
 
 FLAGS = flags.FLAGS
 
@@ -142,13 +143,7 @@ def run():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        run()
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    binary.run_cleanly(argv, run)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ each tag's step range and last value.
 """
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from training import binary  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -67,16 +68,7 @@ def run():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_style.cli import native_stderr_silenced  # TF's C++ start-up lines
-
-    with native_stderr_silenced():
-        try:
-            run()
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+    binary.run_cleanly(argv, run, quiet_native_logs=True)
 
 
 if __name__ == "__main__":

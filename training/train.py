@@ -13,7 +13,6 @@ devices with --cpu_devices=2 (or KERAS_STYLE_CPU_DEVICES=2); with
 --strategy=multi_worker, start one process per TF_CONFIG worker.
 """
 
-import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,26 +20,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 
 from keras_style import trainer  # noqa: E402
-from training import flags_common  # noqa: E402
+from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags_common.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.getLogger("keras_style").setLevel(logging.INFO)
-    try:
-        trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
-        config = flags_common.resolve_config()
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
-    result = trainer.train(config)
+def run():
+    trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
+    result = trainer.train(flags_common.resolve_config())
     print(
         f"Trained to step {result['step']} (resumed at {result['initial_step']}) on "
         f"{result['replicas']} replicas; {result['skipped']} unreadable images skipped; "
         f"model: {result['model_path']}"
     )
+
+
+def main(argv):
+    binary.run_cleanly(argv, run)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 Usage:
     python bench/bench_video.py [--frames 8] [--batch-size 4] [--sizes 640x480,1280x720]
+        [--style udnie]
 
 Speed uses a full-width TransformerNet (untrained weights: the same arithmetic
-as a trained one) on the TensorFlow backend, measured two ways per size: the
-network alone on in-memory batches, and `stylize_video` end to end on a
-generated clip (decoding, encoding and the temporal smoother included).
+as a trained one), or a bundled style with `--style NAME`, on the TensorFlow
+backend, measured two ways per size: the network alone on in-memory batches,
+and `stylize_video` end to end on a generated clip (decoding, encoding and
+the temporal smoother included).
 
 Flicker is `keras_style.video.flicker` (mean frame-to-frame change of the
 output on pixels that are still in the input, [0, 255] units) on a
@@ -27,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_style import fast, video  # noqa: E402
+from keras_style import fast, styles, video  # noqa: E402
 from keras_style.transformer_net import TransformerNet  # noqa: E402
 
 
@@ -79,10 +81,14 @@ def main():
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--sizes", default="640x480,1280x720")
+    parser.add_argument(
+        "--style", help="a bundled style (its width and weights) instead of a random full-width net"
+    )
     args = parser.parse_args()
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPUs")
     keras.utils.set_random_seed(0)
-    net = TransformerNet(width=1.0)
+    net = styles.load_style(args.style) if args.style else TransformerNet(width=1.0)
+    print(f"network: {args.style or 'random weights'}, width {net.width}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for size in args.sizes.split(","):

@@ -13,7 +13,12 @@ from absl import app, flags
 
 from export._common import log, run_cleanly
 
-_MODEL = flags.DEFINE_string("model", None, "Trained .keras model.", required=True)
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "Trained .keras model, or a bundled style name (keras-style list-styles).",
+    required=True,
+)
 _OUT = flags.DEFINE_string(
     "out", None, "Output folder (new, empty or a previous export).", required=True
 )

@@ -10,7 +10,12 @@ from absl import app, flags
 
 from export._common import run_cleanly
 
-_MODEL = flags.DEFINE_string("model", None, "Trained .keras model.", required=True)
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "Trained .keras model, or a bundled style name (keras-style list-styles).",
+    required=True,
+)
 _OUT = flags.DEFINE_string("out", None, "SavedModel folder to create.", required=True)
 _STYLE = flags.DEFINE_string("style_name", None, "Style name for the model card.")
 _CONFIG = flags.DEFINE_string(

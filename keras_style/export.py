@@ -82,15 +82,36 @@ def find_training_config(model_path):
     return None
 
 
+def _bundled_name(model):
+    """The bundled style `model` names, or None (an existing file wins over a style name)."""
+    from keras_style import styles
+
+    if isinstance(model, str) and not Path(model).exists() and model in styles.list_styles():
+        return model
+    return None
+
+
 def _check_model_file(model):
+    if _bundled_name(model):
+        return
     if isinstance(model, (str, os.PathLike)) and not Path(model).is_file():
         raise ValueError(f"Model file not found: {model}")
 
 
 def _as_model(model):
+    """(model, source path or None, training config or None) for a model, path or style name."""
+    from keras_style import styles
+
+    name = _bundled_name(model)
+    if name:
+        return (
+            styles.load_style(name),
+            None,
+            styles.style_card(name).get("training", {}).get("config"),
+        )
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model), str(model)
-    return model, None
+        return load_model(model), str(model), None
+    return model, None, None
 
 
 def describe_model(model, source=None, style_name=None, training_config=None):
@@ -190,7 +211,7 @@ def export_saved_model(model, out_dir, style_name=None, training_config=None):
     """Writes a SavedModel for TensorFlow Serving with uint8 and float32 signatures.
 
     Args:
-        model: a Keras network or the path of a .keras file.
+        model: a Keras network, the path of a .keras file, or a bundled style name.
         out_dir: the SavedModel folder to create (for TF Serving, a numbered
             version folder such as `models/starry/1`).
         style_name: style name for the model card.
@@ -207,7 +228,8 @@ def export_saved_model(model, out_dir, style_name=None, training_config=None):
 
     _check_model_file(model)
     _check_out_dir(out_dir, "saved_model.pb")
-    model, source = _as_model(model)
+    model, source, bundled_config = _as_model(model)
+    training_config = training_config if training_config is not None else bundled_config
     stylize_uint8, stylize_float32 = _serving_functions(model)
     spec = [None, None, None, 3]
     with _staged_dir(out_dir, "saved_model.pb") as tmp:
@@ -321,7 +343,7 @@ def export_tflite(
     """Converts, checks, verifies and describes every requested TFLite variant.
 
     Args:
-        model: a Keras network or the path of a .keras file.
+        model: a Keras network, the path of a .keras file, or a bundled style name.
         out_dir: folder to create (or a previous TFLite export to replace).
         quantizations: modes from `QUANTIZATIONS`; each gets a dynamic-size model.
         sizes: square sides of the fixed-size GPU models (float32/float16) and
@@ -368,7 +390,8 @@ def export_tflite(
         num_test_photos,
         needs_cal,
     )
-    model, source = _as_model(model)
+    model, source, bundled_config = _as_model(model)
+    training_config = training_config if training_config is not None else bundled_config
     metadata = describe_model(model, source, style_name, training_config)
     calibration = export_convert.load_photos(cal_files, calibration_size) if cal_files else None
     photos, reference = _test_data(model, test_files, sizes)

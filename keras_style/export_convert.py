@@ -273,7 +273,7 @@ def prepare_for_quantization(model, quantization, calibration, rewrite=True):
         float_layers = tuple(export_rewrite.float_head_layers(model))
         recipe["float_layers"] = list(float_layers)
         recipe["float_layers_why"] = (
-            "output head (last conv + tanh): each int8 step of the pre-tanh value is an "
+            "output head (last conv + tanh or clip): each int8 step of its input is an "
             "output error; float costs about 5% of the multiply-adds"
         )
     return prepared, float_layers, recipe

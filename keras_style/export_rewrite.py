@@ -281,9 +281,29 @@ def float_agreement(model, clone, photos):
     return metrics.psnr(np.asarray(b, np.float32), np.asarray(a, np.float32))
 
 
+def clip_heads(model):
+    """Names of (Conv2D, Rescaling, StraightThroughClip) chains: the "clip" output head."""
+    import keras
+
+    from keras_style.layers import StraightThroughClip
+
+    heads = []
+    for layer in model.layers:
+        if not isinstance(layer, StraightThroughClip):
+            continue
+        scale = _producer(layer)
+        if not isinstance(scale, keras.layers.Rescaling) or _consumers(scale) != [layer]:
+            continue
+        conv = _producer(scale)
+        if _is_linear_conv(conv) and _consumers(conv) == [scale]:
+            heads.append((conv.name, scale.name, layer.name))
+    return heads
+
+
 def float_head_layers(model):
-    """Layer names of the output head (conv + tanh) that full-int8 models keep in float."""
-    return [name for pair in tanh_heads(model) for name in pair]
+    """Layer names of the output head (conv + tanh, or conv + clip) kept in float in int8 models."""
+    chains = [*tanh_heads(model), *clip_heads(model)]
+    return [name for chain in chains for name in chain]
 
 
 def tensor_names_of_layers(tensor_names, layer_names):

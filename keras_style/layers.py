@@ -232,3 +232,33 @@ class CropToReference(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
         return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class StraightThroughClip(keras.layers.Layer):
+    """Clips to `[lower, upper]` in the forward pass; passes gradients through unchanged.
+
+    An output head for image networks: the output is always a valid image,
+    yet a pixel pushed past the range still gets the loss gradient that pulls
+    it back (a tanh head saturates there and its gradient vanishes, which
+    lets saturated white or yellow blobs persist through training). At
+    inference this is a plain clip (`minimum`/`maximum`, builtin TFLite ops).
+
+    Args:
+        lower, upper: the output range.
+    """
+
+    def __init__(self, lower=0.0, upper=255.0, **kwargs):
+        super().__init__(**kwargs)
+        if not lower < upper:
+            raise ValueError(f"lower must be below upper, got {lower} and {upper}")
+        self.lower, self.upper = float(lower), float(upper)
+
+    def call(self, x):
+        return x + ops.stop_gradient(ops.clip(x, self.lower, self.upper) - x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "lower": self.lower, "upper": self.upper}

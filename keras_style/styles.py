@@ -101,7 +101,7 @@ def load_style(name, assets_dir=None):
             ones) or a damaged style file.
     """
     card = style_card(name, assets_dir)
-    model = TransformerNet(width=card["width"], name=name)
+    model = TransformerNet(width=card["width"], head=card.get("head", "tanh"), name=name)
     weights_path = _paths(name, assets_dir)[0]
     try:
         model.load_weights(weights_path)
@@ -151,6 +151,41 @@ def save_bundled_style(model, name, card, assets_dir=None, max_bytes=MAX_STYLE_B
     return weights_path
 
 
+def bundle_trained_model(model_path, name, painting, assets_dir=None):
+    """Installs a trained `model.keras` as bundled style `name`, recording how it was trained.
+
+    The card gets the painting's attribution and, under `training`, the
+    training configuration saved beside the model (the work dir's
+    `config.json`, if any) and the model's file name, so anyone can retrain
+    the style with the same preset.
+
+    Args:
+        model_path: a `.keras` file written by `training.train` (e.g.
+            `runs/great_wave/model.keras`).
+        name: the style's name (lowercase letters, digits, underscores).
+        painting: attribution dict: at least `title`, `artist`, `license`.
+        assets_dir: destination folder (default: the package's `ASSETS_DIR`).
+
+    Returns:
+        The path of the written weights file.
+
+    Raises:
+        ValueError: if the model cannot be loaded, is not a `TransformerNet`,
+            or the attribution is incomplete.
+    """
+    missing = [k for k in ("title", "artist", "license") if not (painting or {}).get(k)]
+    if missing:
+        raise ValueError(f"The painting's attribution lacks {', '.join(missing)}")
+    path = Path(model_path)
+    if not path.is_file():
+        raise ValueError(f"Model file not found: {path}")
+    model = _load_model_file(path)
+    config_path = path.parent / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
+    card = {"painting": dict(painting), "training": {"config": config, "model_file": path.name}}
+    return save_bundled_style(model, name, card, assets_dir=assets_dir)
+
+
 def _full_card(model, name, card):
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise ValueError(f"Style names use lowercase letters, digits and underscores; got {name!r}")
@@ -158,7 +193,8 @@ def _full_card(model, name, card):
         raise ValueError(f"Bundled styles are TransformerNet weights; got {type(model).__name__}")
     if not isinstance(card, dict) or "painting" not in card:
         raise ValueError("The style card must be a dict with a 'painting' entry (attribution)")
-    full = {**card, "name": name, "width": model.width, "weights_dtype": "float16"}
+    full = {**card, "name": name, "width": model.width, "head": model.head}
+    full["weights_dtype"] = "float16"
     try:
         json.dumps(full)
     except TypeError as e:

@@ -54,7 +54,7 @@ import numpy as np
 from keras import ops
 
 from keras_style import data, images, losses, vgg
-from keras_style.transformer_net import WIDTHS, build_transformer_net
+from keras_style.transformer_net import HEADS, WIDTHS, build_transformer_net
 
 LOSSES = ("perceptual", "distill")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -88,6 +88,9 @@ class TrainConfig:
         backbone: "vgg19" or "vgg16".
         vgg_weights: "imagenet", a local weights file, or None (random, tests).
         width: network width multiplier (1.0, 0.5, 0.25).
+        head: the network's output head, "tanh" (the paper's) or "clip"
+            (straight-through clip: no saturated region stops learning,
+            see `layers.StraightThroughClip`).
         mixed_precision: train the network in mixed_float16.
         loss_precision: compute precision of the frozen VGG loss network,
             "auto" (bfloat16 on GPUs and CPUs with bfloat16 instructions),
@@ -124,6 +127,7 @@ class TrainConfig:
     backbone: str = "vgg19"
     vgg_weights: str | None = "imagenet"
     width: float = 1.0
+    head: str = "tanh"
     mixed_precision: bool = False
     loss_precision: str = "auto"
     strategy: str = "default"
@@ -142,6 +146,7 @@ class TrainConfig:
         self._check_choice("backbone", vgg.BACKBONES)
         self._check_choice("validate", data.VALIDATE_MODES)
         self._check_choice("loss_precision", vgg.PRECISIONS)
+        self._check_choice("head", HEADS)
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, got {self.width!r}")
         for name in ("image_size", "batch_size", "steps", "checkpoint_every", "keep_checkpoints"):
@@ -742,7 +747,7 @@ def build_trainer(config, style_image=None):
         targets = {k: np.asarray(v) for k, v in perceptual.style_targets([style_image]).items()}
     policy = "mixed_float16" if config.mixed_precision else "float32"
     with dtype_policy(policy):
-        net = build_transformer_net(config.width)
+        net = build_transformer_net(config.width, head=config.head)
     trainer = StyleTrainer(
         net,
         perceptual,

@@ -9,7 +9,8 @@ Layout (channels at width 1.0):
     5 residual blocks of two 3x3 convs 128
     nearest x2, 3x3 conv 64 -> instance norm -> ReLU
     nearest x2, 3x3 conv 32 -> instance norm -> ReLU
-    9x9 conv 3 -> 127.5 * (tanh + 1)
+    9x9 conv 3 -> 127.5 * (tanh + 1)        (head="tanh", the paper's)
+             or -> clip(127.5 * (x + 1))     (head="clip", straight-through gradient)
     crop back to the input size
 
 with reflection padding before every convolution (Ulyanov et al.'s instance
@@ -24,6 +25,9 @@ from keras_style import layers as ks_layers
 
 #: Allowed width multipliers: 1.0 is the paper's network, the others are for mobile.
 WIDTHS = (1.0, 0.5, 0.25)
+
+#: Output heads: the paper's scaled tanh, or a clip with a straight-through gradient.
+HEADS = ("tanh", "clip")
 
 #: Minimum input height and width accepted by the network.
 MIN_SIDE = 5
@@ -67,7 +71,22 @@ def _check_width(width):
     return float(width)
 
 
-def transformer_layers(inputs, width=1.0):
+def _check_head(head):
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    return head
+
+
+def _head(x, head):
+    """Maps the last convolution's output to [0, 255] (float32 even under mixed precision)."""
+    if head == "tanh":
+        x = keras.layers.Activation("tanh", dtype="float32", name="head_tanh")(x)
+        return keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
+    x = keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
+    return ks_layers.StraightThroughClip(0.0, 255.0, dtype="float32", name="head_clip")(x)
+
+
+def transformer_layers(inputs, width=1.0, head="tanh"):
     """Applies the network to a symbolic [0, 255] RGB tensor; returns the [0, 255] output."""
     c1, c2, c3 = (_channels(c, width) for c in (32, 64, 128))
     x = ks_layers.PadToMultiple(4, name="pad_to_multiple")(inputs)
@@ -79,10 +98,7 @@ def transformer_layers(inputs, width=1.0):
         x = _residual_block(x, c3, f"res{i + 1}")
     x = _upsample_block(x, c2, "up1")
     x = _upsample_block(x, c1, "up2")
-    x = _conv(x, 3, 9, 1, "head")
-    # Bounded output in float32 even under mixed precision.
-    x = keras.layers.Activation("tanh", dtype="float32", name="head_tanh")(x)
-    x = keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
+    x = _head(_conv(x, 3, 9, 1, "head"), head)
     return ks_layers.CropToReference(dtype="float32", name="crop_to_input")([x, inputs])
 
 
@@ -98,6 +114,9 @@ class TransformerNet(keras.Model):
     Args:
         width: channel multiplier, one of `WIDTHS` (1.0 is the paper's
             network, 1.7M parameters; 0.25 is about 16 times smaller).
+        head: output head, one of `HEADS`: "tanh" (the paper's) or "clip"
+            (a clip whose gradient passes straight through: no saturated
+            region stops learning; no weights, so the parameters are the same).
         name: model name.
         **kwargs: passed to `keras.Model` (e.g. `trainable`, `dtype`).
 
@@ -109,29 +128,35 @@ class TransformerNet(keras.Model):
     ```
     """
 
-    def __init__(self, width=1.0, name="transformer_net", **kwargs):
-        width = _check_width(width)
+    def __init__(self, width=1.0, head="tanh", name="transformer_net", **kwargs):
+        width, head = _check_width(width), _check_head(head)
         inputs = keras.Input((None, None, 3), dtype="float32", name="content")
-        outputs = transformer_layers(inputs, width)
+        outputs = transformer_layers(inputs, width, head)
         super().__init__(inputs, outputs, name=name, **kwargs)
-        self.width = width
+        self.width, self.head = width, head
 
     def get_config(self):
-        return {"width": self.width, "name": self.name, "trainable": self.trainable}
+        return {
+            "width": self.width,
+            "head": self.head,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
 
-def build_transformer_net(width=1.0, name="transformer_net"):
+def build_transformer_net(width=1.0, name="transformer_net", head="tanh"):
     """Builds a `TransformerNet`: (None, None, None, 3) float32 [0, 255] -> same shape and range.
 
     Args:
         width: channel multiplier, one of `WIDTHS`.
         name: model name.
+        head: output head, one of `HEADS`.
 
     Returns:
         A `TransformerNet` (a Functional `keras.Model`).
     """
-    return TransformerNet(width=width, name=name)
+    return TransformerNet(width=width, head=head, name=name)

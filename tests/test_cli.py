@@ -157,3 +157,25 @@ def test_python_api_returns_an_image(photo, painting, vgg16_weights_file, tmp_pa
     assert (tmp_path / "x.png").exists()
     with pytest.raises(ValueError, match="needs a style"):
         keras_style.stylize(photo, None)
+
+
+def test_readme_main_job_bundled_style_offline(tmp_path):
+    """README command 1: a bundled example photo, a bundled style, no network, no weights."""
+    photo = cli.__file__.replace("cli.py", "assets/examples/chelsea.jpg")
+    out = tmp_path / "chelsea_great_wave.png"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KERAS_HOME": str(tmp_path / "k")}
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_style.cli", "stylize", photo, "--style", "great_wave"]
+        + ["-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stylized, original = images.load_image(out), images.load_image(photo)
+    assert stylized.shape == original.shape
+    assert np.abs(stylized - original).mean() > 10
+    # Nothing downloaded into the Keras cache (Keras itself only writes its keras.json).
+    cached = [p.name for p in (tmp_path / "k").rglob("*") if p.is_file()]
+    assert set(cached) <= {"keras.json"}

@@ -348,6 +348,15 @@ def test_rewrite_is_float_equivalent_and_balances_channels():
     assert export_rewrite.float_head_layers(model) == ["head_conv", "head_tanh"]
 
 
+def test_clip_head_is_kept_in_float_and_needs_no_tanh_clipping():
+    from keras_style import export_rewrite
+    from keras_style.transformer_net import TransformerNet
+
+    model = TransformerNet(width=0.25, head="clip")
+    assert export_rewrite.float_head_layers(model) == ["head_conv", "scale_out", "head_clip"]
+    assert export_rewrite.tanh_heads(model) == []
+
+
 def _weight_dtypes(content, layer):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -383,3 +392,19 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
     image = make_photo(32, 40, seed=9)[None]
     output = export_verify.TFLiteRunner(content)(image)
     assert output.shape == image.shape and 0.0 <= output.min() and output.max() <= 255.0
+
+
+@pytest.mark.slow
+def test_saved_model_from_a_bundled_style_name(tiny, tmp_path, monkeypatch):
+    from keras_style import styles
+
+    card = {"painting": {"title": "T", "artist": "A", "license": "CC0"}}
+    card["training"] = {"config": {"style_image": "tiny.jpg", "steps": 5}}
+    styles.save_bundled_style(tiny[0], "tiny_wave", card, assets_dir=tmp_path / "styles")
+    monkeypatch.setattr(styles, "ASSETS_DIR", tmp_path / "styles")
+    out = export.export_saved_model("tiny_wave", tmp_path / "serving" / "1")
+    model_card = json.loads((out / export.SAVED_MODEL_CARD).read_text())
+    assert model_card["style_name"] == "tiny_wave"
+    assert model_card["training_config"] == card["training"]["config"]
+    with pytest.raises(ValueError, match="Model file not found: monet"):
+        export.export_saved_model("monet", tmp_path / "other")

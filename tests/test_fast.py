@@ -11,7 +11,7 @@ import pytest
 from keras_style import fast_graph, images, metrics, vgg
 from keras_style import layers as ks_layers
 from keras_style.fast import FastStylizer, _tile_spans
-from keras_style.transformer_net import build_transformer_net
+from keras_style.transformer_net import TransformerNet, build_transformer_net
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +245,7 @@ def test_both_precisions_under_the_jax_backend():
     code = """
 import keras, numpy as np
 from keras_style.fast import FastStylizer
-from keras_style.transformer_net import build_transformer_net
+from keras_style.transformer_net import TransformerNet, build_transformer_net
 assert keras.backend.backend() == "jax"
 keras.utils.set_random_seed(0)
 net = build_transformer_net(0.25)
@@ -262,3 +262,16 @@ print("jax ok")
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert "jax ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_clip_head_network_rewrites_and_keeps_its_head_in_float32():
+    keras.utils.set_random_seed(5)
+    model = TransformerNet(width=0.25, head="clip")
+    content = _photo(40, 56)
+    expected = np.asarray(model(content[None]))[0]
+    out = FastStylizer(model, precision="float32").stylize(content, tile_size=0)
+    np.testing.assert_allclose(out, expected, atol=0.02)
+    bf16 = FastStylizer(model, precision="bfloat16")
+    policies = {layer.name: layer.dtype_policy.name for layer in bf16._net.layers}
+    assert policies["head_clip"] == policies["scale_out"] == "float32"
+    assert metrics.psnr(bf16.stylize(content, tile_size=0), expected) > BF16_MIN_PSNR

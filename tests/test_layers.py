@@ -126,3 +126,19 @@ def test_crop_to_reference():
     y = layer([x, np.zeros((2, 5, 7, 1), "float32")])
     np.testing.assert_array_equal(np.asarray(y), x[:, :5, :7])
     assert layer([keras.Input((8, 12, 3)), reference]).shape == (None, 5, 7, 3)
+
+
+def test_straight_through_clip_clips_forward_and_passes_gradients():
+    layer = ks_layers.StraightThroughClip(0.0, 255.0)
+    x = tf.constant([[-20.0, 0.0, 100.0, 255.0, 300.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]]))
+    np.testing.assert_array_equal(y.numpy(), [[0.0, 0.0, 100.0, 255.0, 255.0]])
+    # Out-of-range pixels keep their gradient (a tanh head's would vanish there).
+    np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), [[1.0, 2.0, 3.0, 4.0, 5.0]])
+    clone = ks_layers.StraightThroughClip.from_config(layer.get_config())
+    assert (clone.lower, clone.upper) == (0.0, 255.0)
+    with pytest.raises(ValueError, match="lower must be below upper"):
+        ks_layers.StraightThroughClip(1.0, 1.0)

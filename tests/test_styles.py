@@ -1,6 +1,9 @@
 """Tests for keras_style.styles: the bundled-style format, lookup and model resolution."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -8,6 +11,11 @@ import pytest
 
 from keras_style import styles
 from keras_style.transformer_net import TransformerNet
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The styles the package ships (issue 6).
+BUNDLED = ("great_wave", "starry_night", "udnie", "woman_with_hat_matisse")
 
 CARD = {
     "painting": {"title": "Test Pattern", "artist": "nobody", "license": "CC0"},
@@ -44,6 +52,18 @@ def test_round_trip_matches_float16_weights(assets, net):
     # Half-precision weights move the [0, 255] output by well under 1%.
     difference = np.abs(loaded.predict_on_batch(_batch()) - net.predict_on_batch(_batch()))
     assert difference.max() < 2.0
+
+
+def test_clip_head_round_trip(tmp_path):
+    keras.utils.set_random_seed(1)
+    clip = TransformerNet(width=0.25, head="clip")
+    styles.save_bundled_style(clip, "clipped", CARD, assets_dir=tmp_path)
+    assert styles.style_card("clipped", tmp_path)["head"] == "clip"
+    loaded = styles.load_style("clipped", assets_dir=tmp_path)
+    assert loaded.head == "clip"
+    np.testing.assert_allclose(
+        loaded.predict_on_batch(_batch()), clip.predict_on_batch(_batch()), atol=2.0
+    )
 
 
 def test_list_and_card(assets):
@@ -131,3 +151,73 @@ def test_resolve_model_rejects_non_keras_files(tmp_path):
     other.write_text("hello")
     with pytest.raises(ValueError, match="not a Keras model file"):
         styles.resolve_model(other)
+
+
+PAINTING = {"title": "Test Pattern", "artist": "nobody", "license": "CC0", "year": "2026"}
+
+
+@pytest.fixture
+def trained(tmp_path, net):
+    """A work dir as `training.train` leaves it: model.keras beside config.json."""
+    workdir = tmp_path / "runs" / "tiny"
+    workdir.mkdir(parents=True)
+    net.save(workdir / "model.keras")
+    (workdir / "config.json").write_text(json.dumps({"style_image": "wave.jpg", "steps": 7}))
+    return workdir / "model.keras"
+
+
+def test_bundle_trained_model_records_training(trained, tmp_path, net):
+    folder = tmp_path / "styles"
+    styles.bundle_trained_model(trained, "tiny", PAINTING, assets_dir=folder)
+    card = styles.style_card("tiny", assets_dir=folder)
+    assert card["painting"] == PAINTING
+    assert card["training"] == {
+        "config": {"style_image": "wave.jpg", "steps": 7},
+        "model_file": "model.keras",
+    }
+    restored = styles.load_style("tiny", assets_dir=folder)
+    np.testing.assert_allclose(
+        restored.predict_on_batch(_batch()), net.predict_on_batch(_batch()), atol=2.0
+    )
+
+
+@pytest.mark.parametrize(
+    "painting, source, match",
+    [
+        ({"title": "x", "artist": "y"}, None, "lacks license"),
+        (PAINTING, "missing.keras", "not found"),
+    ],
+)
+def test_bundle_trained_model_errors(trained, tmp_path, painting, source, match):
+    folder = tmp_path / "styles"
+    with pytest.raises(ValueError, match=match):
+        styles.bundle_trained_model(source or trained, "tiny", painting, assets_dir=folder)
+    assert styles.list_styles(folder) == []
+
+
+def test_bundle_binary(trained, tmp_path):
+    folder = tmp_path / "styles"
+    command = [sys.executable, "-m", "export.bundle_style", f"--model={trained}", "--name=tiny"]
+    command += ["--title=Test Pattern", "--artist=nobody", "--year=2026", f"--assets_dir={folder}"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Style 'tiny' installed" in done.stdout
+    assert styles.style_card("tiny", folder)["painting"]["license"] == "public domain"
+    bad = subprocess.run(
+        [*command[:4], "--name=Bad Name", *command[5:]], capture_output=True, text=True, cwd=REPO
+    )
+    assert bad.returncode == 2 and "lowercase" in bad.stderr.splitlines()[-1]
+
+
+def test_bundled_styles_ship_and_work():
+    """The styles installed in the package: the four paintings, each loads and stylizes."""
+    assert set(styles.list_styles()) >= set(BUNDLED)
+    photo = _batch()[:1]
+    for name in styles.list_styles():
+        card = styles.style_card(name)
+        assert card["painting"]["title"] and card["training"]["config"]["steps"] > 0
+        weights, card_file = styles._paths(name, None)
+        assert weights.stat().st_size + card_file.stat().st_size <= styles.MAX_STYLE_BYTES
+        out = styles.load_style(name).predict_on_batch(photo)
+        assert out.shape == photo.shape and out.min() >= 0 and out.max() <= 255
+        assert np.abs(out - photo).mean() > 10, f"style {name} barely changes the image"

@@ -125,6 +125,8 @@ def test_config_validation_and_presets(tmp_path):
         TrainConfig.from_dict({"style_image": "x.jpg", "stpes": 3})
     with pytest.raises(ValueError, match="width"):
         TrainConfig(style_image="x.jpg", width=0.3)
+    with pytest.raises(ValueError, match="head"):
+        TrainConfig(style_image="x.jpg", head="sigmoid")
     with pytest.raises(ValueError, match="style_image"):
         TrainConfig()
     with pytest.raises(ValueError, match="not found"):
@@ -132,6 +134,17 @@ def test_config_validation_and_presets(tmp_path):
     for preset in (TINY, REPO / "configs" / "starry_night.json"):
         values = trainer.read_preset(preset)
         TrainConfig.from_dict({"style_image": "x.jpg", **values})
+
+
+def test_bundled_style_presets_name_their_painting():
+    """configs/bundled_<style>.json: one preset per shipped style, each naming its painting."""
+    presets = sorted((REPO / "configs").glob("bundled_*.json"))
+    assert len(presets) == 4
+    for preset in presets:
+        config = TrainConfig.from_dict(trainer.read_preset(preset))
+        style = preset.stem.removeprefix("bundled_")
+        assert Path(config.style_image).name == f"{style}.jpg"
+        assert config.backbone == "vgg16" and config.head == "clip" and config.steps >= 1000
 
 
 def _train_command(workdir, files, steps):

@@ -88,9 +88,31 @@ def test_rejects_unknown_width(width):
 
 def test_config_is_the_constructor_arguments(net):
     config = net.get_config()
-    assert config == {"width": 0.25, "name": "transformer_net", "trainable": True}
+    assert config == {"width": 0.25, "head": "tanh", "name": "transformer_net", "trainable": True}
     clone = TransformerNet.from_config(config)
     assert clone.count_params() == net.count_params()
+    # Configs saved before the head option existed rebuild the tanh network.
+    del config["head"]
+    assert TransformerNet.from_config(config).head == "tanh"
+
+
+def test_clip_head_same_weights_valid_range_and_round_trip(net, tmp_path):
+    keras.utils.set_random_seed(3)
+    clip = build_transformer_net(width=0.25, head="clip")
+    assert clip.count_params() == net.count_params()
+    assert "head_clip" in [layer.name for layer in clip.layers]
+    for source, target in zip(clip.weights, net.weights, strict=True):
+        source.assign(target.numpy() * 4.0)  # large pre-activations: many clipped pixels
+    images = np.random.default_rng(0).uniform(0, 255, (2, 20, 24, 3)).astype("float32")
+    out = clip.predict_on_batch(images)
+    assert out.min() == 0.0 and out.max() == 255.0  # clipped, not squashed
+    path = tmp_path / "clip.keras"
+    clip.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.head == "clip"
+    np.testing.assert_allclose(loaded.predict_on_batch(images), out, atol=1e-3)
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_transformer_net(head="sigmoid")
 
 
 def test_save_load_round_trip_in_a_fresh_process(net, tmp_path):

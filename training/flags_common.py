@@ -41,6 +41,9 @@ flags.DEFINE_integer("style_size", None, "Long side of the resized style image (
 flags.DEFINE_enum("backbone", None, list(vgg.BACKBONES), "Loss network (default vgg19).")
 flags.DEFINE_string("vgg_weights", None, "'imagenet' (download) or a local VGG weights file.")
 flags.DEFINE_enum("width", None, ["1.0", "0.5", "0.25"], "Network width multiplier.")
+flags.DEFINE_enum(
+    "head", None, ["tanh", "clip"], "Output head: tanh (paper) or clip (straight-through)."
+)
 flags.DEFINE_bool("mixed_precision", None, "Train the network in mixed_float16 (GPUs).")
 flags.DEFINE_enum(
     "loss_precision",

@@ -38,6 +38,12 @@ _NUM_TEST = flags.DEFINE_integer(
 )
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "LiteRT thread counts to time.")
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs per latency figure (median).")
+_FLOAT_BLOCKS = flags.DEFINE_integer(
+    "int8_float_blocks",
+    1,
+    "Conv blocks before the output head that the int8 model keeps in float (0: head only).",
+    lower_bound=0,
+)
 _STYLE = flags.DEFINE_string("style_name", None, "Style name for the model cards.")
 _CONFIG = flags.DEFINE_string(
     "training_config",
@@ -74,6 +80,7 @@ def main(argv):
             style_name=_STYLE.value,
             training_config=_CONFIG.value,
             log=log,
+            int8_float_blocks=_FLOAT_BLOCKS.value,
         )
         print(export_verify.markdown_table(report))
         print(f"TFLite models and report written to {_OUT.value}")

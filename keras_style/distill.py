@@ -4,8 +4,9 @@ The project's original recipe. `keras_style.stylized_dataset` holds photos and
 their slow-method stylizations; this module turns such a dataset into
 training batches of (content, target) pairs and runs the perceptual trainer
 (`keras_style.trainer.train`) with its "distill" loss: L1 pixel distance to
-the target plus a VGG feature term (weights `pixel_weight` and
-`content_weight` of the `TrainConfig`), plus total variation. Work dir,
+the target plus VGG terms against the target's own features and Gram
+matrices (weights `pixel_weight`, `content_weight` and `style_weight` of the
+`TrainConfig`), plus total variation. Work dir,
 checkpoints and resume, TensorBoard, progress bar and `--strategy` are the
 trainer's; nothing here duplicates them.
 
@@ -81,7 +82,7 @@ def distill(config, dataset_dir, callbacks=(), verbose="auto"):
     Args:
         config: a `trainer.TrainConfig`; `loss` is set to "distill",
             `image_size` is the crop size, `pixel_weight`/`content_weight`/
-            `tv_weight` weigh the loss parts.
+            `style_weight`/`tv_weight` weigh the loss parts.
         dataset_dir: the stylized dataset folder.
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity.

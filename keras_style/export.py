@@ -339,6 +339,7 @@ def export_tflite(
     training_config=None,
     log=None,
     quantization_recipe=True,
+    int8_float_blocks=1,
 ):
     """Converts, checks, verifies and describes every requested TFLite variant.
 
@@ -366,6 +367,8 @@ def export_tflite(
             `export_convert.prepare_for_quantization`); False converts the
             network as it is (for comparisons). Each variant's `recipe` in the
             report says what was done.
+        int8_float_blocks: conv blocks before the output head that `int8`
+            keeps in float besides the head (more: closer to float32, slower).
 
     Returns:
         The report dict also written to `out_dir/report.json` (and `report.md`).
@@ -400,7 +403,13 @@ def export_tflite(
         for quantization, size in _variants(quantizations, sizes):
             log(f"converting {variant_name(quantization, size)}")
             content, recipe = export_convert.convert_model_with_recipe(
-                model, quantization, size, calibration, int8_io, rewrite=quantization_recipe
+                model,
+                quantization,
+                size,
+                calibration,
+                int8_io,
+                rewrite=quantization_recipe,
+                float_blocks=int8_float_blocks,
             )
             entry = _write_variant(tmp, content, quantization, size, int8_io, metadata, recipe)
             if photos:

@@ -7,8 +7,9 @@ whose `compute_loss` dispatches on a loss name:
   loss against VGG features of `x`, Gram style loss against targets computed
   once from the style image, total variation.
 - "distill": batches of `(content, stylized target)` pairs, e.g. made by the
-  slow optimiser; a pixel (L1) loss plus a perceptual content term against
-  the target's features, plus total variation.
+  slow optimiser; a pixel (L1) loss plus perceptual terms against the
+  target's own VGG features (content) and Gram matrices (style), plus total
+  variation.
 
 Each loss part is a metric, so the progress bar, history and TensorBoard show
 them by name. Everything is `keras.ops` and runs under TensorFlow and JAX.
@@ -81,7 +82,8 @@ class TrainConfig:
         epochs: passes over the photos (needs a known dataset size).
         learning_rate: Adam learning rate.
         content_weight, style_weight, tv_weight: loss weights (scale-free,
-            see `keras_style.losses`).
+            see `keras_style.losses`). In "distill" the style term is the
+            Gram distance to each target's own Grams (its strokes' statistics).
         pixel_weight: weight of the L1 pixel loss ("distill").
         content_layers, style_layers: {VGG layer: weight}; None = defaults.
         style_size: long side the style image is resized to (None: as is).
@@ -273,7 +275,7 @@ class StyleTrainer(keras.Model):
         self.part_names = (
             ("content_loss", "style_loss", "tv_loss")
             if loss == "perceptual"
-            else ("pixel_loss", "content_loss", "tv_loss")
+            else ("pixel_loss", "content_loss", "style_loss", "tv_loss")
         )
         for name in self.part_names:
             setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
@@ -312,18 +314,22 @@ class StyleTrainer(keras.Model):
         stylized = ops.cast(stylized, "float32")
         target = ops.convert_to_tensor(target, "float32")
         config = self.perceptual_loss.config
-        target_features = self.perceptual_loss.content_targets(target)
-        features = self.perceptual_loss.extractor(stylized)
+        extractor = self.perceptual_loss.extractor
+        target_features = extractor(target)
+        target_grams = {n: losses.gram_matrix(target_features[n]) for n in config.style_layers}
+        features = extractor(stylized)
         parts = {
             "pixel_loss": ops.mean(ops.abs(stylized - target)) / 255.0,
             "content_loss": ops.mean(
                 losses.content_loss(features, target_features, config.content_layers)
             ),
+            "style_loss": ops.mean(losses.style_loss(features, target_grams, config.style_layers)),
             "tv_loss": ops.mean(losses.total_variation(stylized)),
         }
         total = (
             self.pixel_weight * parts["pixel_loss"]
             + config.content_weight * parts["content_loss"]
+            + config.style_weight * parts["style_loss"]
             + config.tv_weight * parts["tv_loss"]
         )
         return total, parts
@@ -507,7 +513,11 @@ class SummaryCallback(keras.callbacks.Callback):
     """TensorBoard scalars (loss parts, learning speed) and sample images at global steps.
 
     Keras' own TensorBoard callback counts steps from zero on every run; this
-    one continues from the restored step so resumed curves line up.
+    one continues from the restored step so resumed curves line up. Keras'
+    batch logs are running means since the start of the run (what the progress
+    bar shows); each point written here is the mean of the steps since the
+    previous point instead, so a curve shows the loss at that step and does
+    not jump when a resumed run starts a new running mean.
     """
 
     def __init__(
@@ -524,11 +534,15 @@ class SummaryCallback(keras.callbacks.Callback):
         self.sample_every = sample_every
         self.sample_dir = Path(sample_dir) if sample_dir else None
         self._last = (time.time(), initial_step)
+        self._sums = (0, {})  # (batches, running mean x batches) at the last point
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._sums = (0, {})  # Keras restarts its running means with every epoch
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         if self.every and self.step % self.every == 0:
-            self._scalars(logs or {})
+            self._scalars(self._window_means(batch + 1, logs or {}))
         if self.sample_every and self.samples is not None and self.step % self.sample_every == 0:
             self._images()
 
@@ -536,6 +550,14 @@ class SummaryCallback(keras.callbacks.Callback):
         if self.samples is not None:
             self._images()
         self.writer.flush()
+
+    def _window_means(self, batches, running_means):
+        """Means over the batches since the last point, from running means over `batches`."""
+        last_batches, last_sums = self._sums
+        sums = {name: float(value) * batches for name, value in running_means.items()}
+        self._sums = (batches, sums)
+        count = max(batches - last_batches, 1)
+        return {name: (total - last_sums.get(name, 0.0)) / count for name, total in sums.items()}
 
     def _scalars(self, logs):
         now = time.time()

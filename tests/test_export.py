@@ -140,7 +140,7 @@ def test_report_and_model_cards(tflite_dir):
         assert not any(op.startswith("CUSTOM") for op in card["operators"])
     by_name = {v["name"]: v for v in report["variants"]}
     assert by_name["dynamic_int8"]["size_vs_float32"] < 0.5
-    assert by_name["int8"]["recipe"]["float_layers"] == ["head_conv", "head_tanh"]
+    assert by_name["int8"]["recipe"]["float_layers"][-2:] == ["head_conv", "head_tanh"]
     assert by_name["int8"]["recipe"]["rewrite"]["float_psnr"] > 60.0
     assert by_name["int16x8"]["recipe"] == {}
     assert by_name["float16"]["recipe"] == {} and "## Quantization recipe" in markdown
@@ -345,7 +345,7 @@ def test_rewrite_is_float_equivalent_and_balances_channels():
         assert np.allclose(spread, expected, rtol=1e-3) and np.abs(mean).max() < 1e-3
     head = clone.get_layer("head_conv").get_weights()[0]
     assert np.allclose(head * 5.0, model.get_layer("head_conv").get_weights()[0], rtol=1e-5)
-    assert export_rewrite.float_head_layers(model) == ["head_conv", "head_tanh"]
+    assert export_rewrite.float_head_layers(model, blocks=0) == ["head_conv", "head_tanh"]
 
 
 def test_clip_head_is_kept_in_float_and_needs_no_tanh_clipping():
@@ -353,7 +353,26 @@ def test_clip_head_is_kept_in_float_and_needs_no_tanh_clipping():
     from keras_style.transformer_net import TransformerNet
 
     model = TransformerNet(width=0.25, head="clip")
-    assert export_rewrite.float_head_layers(model) == ["head_conv", "scale_out", "head_clip"]
+    head = ["head_conv", "scale_out", "head_clip"]
+    assert export_rewrite.float_head_layers(model, blocks=0) == head
+    # By default the last upsampling block (conv, norm, ReLU, the head's padding) stays float too.
+    assert export_rewrite.float_head_layers(model) == [
+        "head_pad",
+        "up2_relu",
+        "up2_norm",
+        "up2_conv",
+        *head,
+    ]
+    up1 = ["up2_pad", "up2_upsample", "up1_relu", "up1_norm", "up1_conv"]
+    assert export_rewrite.float_head_layers(model, blocks=2)[:9] == [
+        "head_pad",
+        "up2_relu",
+        "up2_norm",
+        "up2_conv",
+        *up1,
+    ]
+    with pytest.raises(ValueError, match="blocks must be 0 or more"):
+        export_rewrite.float_head_layers(model, blocks=-1)
     assert export_rewrite.tanh_heads(model) == []
 
 
@@ -382,12 +401,20 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
     content, recipe = export_convert.convert_model_with_recipe(
         model, "int8", calibration=calibration
     )
-    assert none == {} and recipe["float_layers"] == ["head_conv", "head_tanh"]
+    assert none == {} and recipe["float_layers"] == [
+        "head_pad",
+        "up2_relu",
+        "up2_norm",
+        "up2_conv",
+        "head_conv",
+        "head_tanh",
+    ]
     assert recipe["float_tensors"] > 0 and recipe["rewrite"]["float_psnr"] > 70.0
     export_ops.check_builtin_ops(content)
     assert {"DEQUANTIZE", "QUANTIZE"} <= set(export_ops.operator_names(content))
     assert _weight_dtypes(naive, "head_conv") == {"int8"}
     assert _weight_dtypes(content, "head_conv") == {"float32"}
+    assert _weight_dtypes(content, "up2_conv") == {"float32"}
     assert _weight_dtypes(content, "res1_a_conv") == {"int8"}
     image = make_photo(32, 40, seed=9)[None]
     output = export_verify.TFLiteRunner(content)(image)

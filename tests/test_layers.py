@@ -128,16 +128,28 @@ def test_crop_to_reference():
     assert layer([keras.Input((8, 12, 3)), reference]).shape == (None, 5, 7, 3)
 
 
-def test_straight_through_clip_clips_forward_and_passes_gradients():
-    layer = ks_layers.StraightThroughClip(0.0, 255.0)
-    x = tf.constant([[-20.0, 0.0, 100.0, 255.0, 300.0]])
+def _clip_gradient(layer, x, upstream, training):
+    x = tf.constant([x])
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = layer(x)
-        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]]))
-    np.testing.assert_array_equal(y.numpy(), [[0.0, 0.0, 100.0, 255.0, 255.0]])
-    # Out-of-range pixels keep their gradient (a tanh head's would vanish there).
-    np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), [[1.0, 2.0, 3.0, 4.0, 5.0]])
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(y * tf.constant([upstream]))
+    return y.numpy()[0], tape.gradient(loss, x).numpy()[0]
+
+
+def test_straight_through_clip_clips_forward_and_passes_gradients():
+    layer = ks_layers.StraightThroughClip(0.0, 255.0)
+    x = [-20.0, 0.0, 100.0, 255.0, 300.0]
+    y, grad = _clip_gradient(layer, x, [-1.0, 2.0, -3.0, 4.0, 5.0], training=True)
+    np.testing.assert_array_equal(y, [0.0, 0.0, 100.0, 255.0, 255.0])
+    # Gradients that pull out-of-range pixels back pass (a tanh head's would vanish there).
+    np.testing.assert_array_equal(grad, [-1.0, 2.0, -3.0, 4.0, 5.0])
+    # Gradients that would push them further out are stopped, so they cannot drift away.
+    _, grad = _clip_gradient(layer, x, [1.0, 2.0, -3.0, 4.0, -5.0], training=True)
+    np.testing.assert_array_equal(grad, [0.0, 2.0, -3.0, 4.0, 0.0])
+    # At inference it is a plain clip.
+    y, _ = _clip_gradient(layer, x, [1.0] * 5, training=False)
+    np.testing.assert_array_equal(y, [0.0, 0.0, 100.0, 255.0, 255.0])
     clone = ks_layers.StraightThroughClip.from_config(layer.get_config())
     assert (clone.lower, clone.upper) == (0.0, 255.0)
     with pytest.raises(ValueError, match="lower must be below upper"):

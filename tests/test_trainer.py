@@ -70,14 +70,35 @@ def test_tiny_config_loss_falls_and_parts_are_metrics(tmp_path, files):
 
 
 def test_distill_loss_trains_on_pairs(tmp_path, files):
-    config = _config(tmp_path, files, loss="distill")
+    config = _config(tmp_path, files, loss="distill", style_weight=0.0)
     model = trainer.build_trainer(config)
     content = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
     target = 255.0 - content
     dataset = tf.data.Dataset.from_tensors((content, target)).repeat()
     history = model.fit(dataset, epochs=3, steps_per_epoch=3, verbose=0).history
-    assert {"loss", "pixel_loss", "content_loss", "tv_loss"} <= set(history)
+    assert {"loss", "pixel_loss", "content_loss", "style_loss", "tv_loss"} <= set(history)
     assert history["pixel_loss"][-1] < history["pixel_loss"][0]
+
+
+def test_distill_loss_parts_and_weights(tmp_path, files):
+    """Every part is a distance to the target (zero when equal); the total weighs them."""
+    config = _config(tmp_path, files, loss="distill", pixel_weight=2.0, style_weight=3.0)
+    model = trainer.build_trainer(config)
+    target = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    _, same = model._distill(target, target)
+    for name in ("pixel_loss", "content_loss", "style_loss"):
+        assert float(same[name]) == pytest.approx(0.0, abs=1e-6), name
+    total, parts = model._distill(target, 255.0 - target)
+    parts = {k: float(v) for k, v in parts.items()}
+    assert min(parts.values()) > 0.0
+    weights = config.loss_config()
+    expected = (
+        2.0 * parts["pixel_loss"]
+        + weights.content_weight * parts["content_loss"]
+        + 3.0 * parts["style_loss"]
+        + weights.tv_weight * parts["tv_loss"]
+    )
+    assert float(total) == pytest.approx(expected, rel=1e-5)
 
 
 def test_train_writes_the_work_dir(tmp_path, files):
@@ -96,6 +117,22 @@ def test_train_writes_the_work_dir(tmp_path, files):
     # Rerunning a finished job trains nothing more.
     again = trainer.train(config, verbose=0)
     assert again["initial_step"] == 4 and again["history"] == {}
+
+
+def test_summary_points_are_step_means_not_running_means(tmp_path):
+    """TensorBoard points average the steps since the previous point, across epochs too."""
+    from keras_style import curves
+
+    callback = trainer.SummaryCallback(tmp_path, initial_step=10, every=2)
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0]
+    for epoch, chunk in enumerate((values[:6], values[6:])):
+        callback.on_epoch_begin(epoch)
+        for batch in range(len(chunk)):
+            callback.on_train_batch_end(batch, {"loss": np.mean(chunk[: batch + 1])})
+    callback.on_train_end()
+    steps, losses = curves.read_scalars(tmp_path)["loss"]
+    assert steps.tolist() == [12, 14, 16, 18]
+    np.testing.assert_allclose(losses, [1.5, 3.5, 5.5, 15.0])
 
 
 def test_checkpoints_are_atomic_pruned_and_checked(tmp_path):

@@ -3,8 +3,10 @@ r"""Trains the fast network on a stylized dataset (distillation of the slow meth
 Same flags, network, work dir, checkpoints/resume, TensorBoard, progress bar
 and --strategy as training.train (`training.flags_common`,
 `keras_style.trainer`), plus --dataset_dir; the loss is the L1 pixel distance
-to the slow method's output (--pixel_weight) plus a VGG feature distance
-(--content_weight) and total variation (--tv_weight).
+to the slow method's output (--pixel_weight) plus VGG feature (--content_weight)
+and Gram (--style_weight) distances to it, and total variation (--tv_weight).
+Set the weights you mean in the config: --style_weight defaults to 10, as in
+training.train.
 
     python -m training.distill --config=configs/distill_train_cpu.json \
         --dataset_dir=datasets/train_128 --workdir=runs/distill_starry_night \

@@ -237,7 +237,10 @@ def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files):
     """A seeded run stopped at step 8 and resumed continues where it stopped: no loss jump.
 
     The resumed data stream restarts its shuffle, so single steps differ; the
-    level of the loss must not.
+    level of the loss must not. The loss is still falling fast at step 8, where
+    threading noise alone moves an uninterrupted run's next 8 steps by up to a
+    third (means of 4.4 to 6.6 seen), hence the loose comparison with it; the
+    comparison with the stopped run's own last steps is the tight one.
     """
 
     def run(workdir, steps):
@@ -248,8 +251,9 @@ def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files):
         return record.losses()
 
     whole = run("whole", 16)
-    run("split", 8)
+    stopped = run("split", 8)
     resumed = run("split", 16)
     assert len(resumed) == 8
     assert resumed[0] < 0.5 * whole[0]  # not restarted from scratch
-    np.testing.assert_allclose(resumed.mean(), whole[8:].mean(), rtol=0.15)
+    assert resumed[:4].mean() < 1.25 * stopped[-4:].mean()  # no jump above where it stopped
+    np.testing.assert_allclose(resumed.mean(), whole[8:].mean(), rtol=0.5)

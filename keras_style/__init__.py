@@ -5,10 +5,15 @@ Start with `keras_style.stylize(photo, painting)` (slow, iterative) or
 see the README.
 
 The public names are imported on first use (PEP 562), so `import keras_style`
-and `keras-style --help` do not load Keras and its backend.
+and `keras-style --help` do not load Keras and its backend. Saved networks
+need their layers registered before `keras.saving.load_model`: that happens
+on `import keras_style` when Keras is already imported (the usual
+`import keras` first), and otherwise on `import keras_style.transformer_net`
+or any use of the package's models.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -36,3 +41,11 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *_EXPORTS])
+
+
+#: Modules whose import registers the package's serializable layers and models.
+_SERIALIZABLE = ("keras_style.layers", "keras_style.transformer_net")
+
+if "keras" in sys.modules:  # Keras is loaded anyway: register now, so load_model just works
+    for _module in _SERIALIZABLE:
+        importlib.import_module(_module)

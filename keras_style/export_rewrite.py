@@ -282,7 +282,12 @@ def float_agreement(model, clone, photos):
 
 
 def clip_heads(model):
-    """Names of (Conv2D, Rescaling, StraightThroughClip) chains: the "clip" output head."""
+    """Names of the "clip" and "residual" output heads' layer chains.
+
+    A clip head is (Conv2D, Rescaling, StraightThroughClip); a residual head
+    adds the input image between the Rescaling and the clip:
+    (Conv2D, Rescaling, Add, StraightThroughClip).
+    """
     import keras
 
     from keras_style.layers import StraightThroughClip
@@ -291,12 +296,17 @@ def clip_heads(model):
     for layer in model.layers:
         if not isinstance(layer, StraightThroughClip):
             continue
+        chain = [layer.name]
         scale = _producer(layer)
-        if not isinstance(scale, keras.layers.Rescaling) or _consumers(scale) != [layer]:
+        if isinstance(scale, keras.layers.Add) and _consumers(scale) == [layer]:
+            chain.insert(0, scale.name)
+            inputs = [t._keras_history.operation for t in scale.input]
+            scale = next((p for p in inputs if isinstance(p, keras.layers.Rescaling)), None)
+        if not isinstance(scale, keras.layers.Rescaling) or len(_consumers(scale)) != 1:
             continue
         conv = _producer(scale)
         if _is_linear_conv(conv) and _consumers(conv) == [scale]:
-            heads.append((conv.name, scale.name, layer.name))
+            heads.append((conv.name, scale.name, *chain))
     return heads
 
 

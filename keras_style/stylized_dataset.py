@@ -489,14 +489,20 @@ def read_card(directory):
     return card
 
 
-def _identity(card):
-    """The parts of a card that must match for a rerun to continue the same dataset."""
+def recipe_identity(card):
+    """A card's recipe without its file paths (styles and weights are identified by hash)."""
     recipe = {k: v for k, v in card["recipe"].items() if k not in ("style_files", "vgg_weights")}
     recipe.setdefault("precision", "float32")  # cards written before these options existed
     recipe["optimize"] = {"tile_size": 1024, **recipe.get("optimize", {})}
+    return recipe
+
+
+def _identity(card):
+    """The parts of a card that must match for a rerun to continue the same dataset."""
     content = {k: v for k, v in card["content"].items() if k != "image_dir"}
     return json.dumps(
-        {**card, "recipe": recipe, "content": content, "package_version": None}, sort_keys=True
+        {**card, "recipe": recipe_identity(card), "content": content, "package_version": None},
+        sort_keys=True,
     )
 
 

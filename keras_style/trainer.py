@@ -85,14 +85,18 @@ class TrainConfig:
             see `keras_style.losses`). In "distill" the style term is the
             Gram distance to each target's own Grams (its strokes' statistics).
         pixel_weight: weight of the L1 pixel loss ("distill").
+        pair_flip: "distill": mirror half the training pairs left-right.
+        pair_crop_step: "distill": training crop offsets are multiples of
+            this (16 keeps them on VGG's pooling grid; see `keras_style.distill`).
         content_layers, style_layers: {VGG layer: weight}; None = defaults.
         style_size: long side the style image is resized to (None: as is).
         backbone: "vgg19" or "vgg16".
         vgg_weights: "imagenet", a local weights file, or None (random, tests).
         width: network width multiplier (1.0, 0.5, 0.25).
-        head: the network's output head, "tanh" (the paper's) or "clip"
+        head: the network's output head, "tanh" (the paper's), "clip"
             (straight-through clip: no saturated region stops learning,
-            see `layers.StraightThroughClip`).
+            see `layers.StraightThroughClip`) or "residual" (the photo plus
+            a clipped change, initially the identity: for distillation).
         mixed_precision: train the network in mixed_float16.
         loss_precision: compute precision of the frozen VGG loss network,
             "auto" (bfloat16 on GPUs and CPUs with bfloat16 instructions),
@@ -123,6 +127,8 @@ class TrainConfig:
     style_weight: float = 10.0
     tv_weight: float = 1.0
     pixel_weight: float = 1.0
+    pair_flip: bool = True
+    pair_crop_step: int = 1
     content_layers: dict | None = None
     style_layers: dict | None = None
     style_size: int | None = 512
@@ -151,7 +157,14 @@ class TrainConfig:
         self._check_choice("head", HEADS)
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, got {self.width!r}")
-        for name in ("image_size", "batch_size", "steps", "checkpoint_every", "keep_checkpoints"):
+        for name in (
+            "image_size",
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "pair_crop_step",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("summary_every", "sample_every", "num_samples"):

@@ -11,12 +11,19 @@ Layout (channels at width 1.0):
     nearest x2, 3x3 conv 32 -> instance norm -> ReLU
     9x9 conv 3 -> 127.5 * (tanh + 1)        (head="tanh", the paper's)
              or -> clip(127.5 * (x + 1))     (head="clip", straight-through gradient)
+             or -> clip(input + 127.5 * x)   (head="residual", conv initialised to 0)
     crop back to the input size
 
 with reflection padding before every convolution (Ulyanov et al.'s instance
 norm; Odena et al.'s resize-convolution instead of transposed convolutions).
 Input and output are float32 RGB in [0, 255], any batch size and any height
 and width of at least 5 pixels; the output has the input's size.
+
+The "residual" head predicts a change to the photo instead of a new image and
+starts as the identity. It suits distillation (`keras_style.distill`): the
+slow method's outputs are the photo plus what its optimisation added, so the
+network learns only that difference and keeps the photo's fine detail, which
+an encoder-decoder that redraws the image from 4x downsampled features blurs.
 """
 
 import keras
@@ -26,8 +33,9 @@ from keras_style import layers as ks_layers
 #: Allowed width multipliers: 1.0 is the paper's network, the others are for mobile.
 WIDTHS = (1.0, 0.5, 0.25)
 
-#: Output heads: the paper's scaled tanh, or a clip with a straight-through gradient.
-HEADS = ("tanh", "clip")
+#: Output heads: the paper's scaled tanh, a clip with a straight-through gradient,
+#: or the photo plus a clipped change (see the module docstring).
+HEADS = ("tanh", "clip", "residual")
 
 #: Minimum input height and width accepted by the network.
 MIN_SIDE = 5
@@ -39,10 +47,11 @@ def _channels(base, width):
     return max(1, round(base * width))
 
 
-def _conv(x, filters, kernel_size, strides, name):
+def _conv(x, filters, kernel_size, strides, name, **conv_kwargs):
     """Reflection padding then a 'valid' convolution."""
     x = ks_layers.ReflectionPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, name=f"{name}_conv")(x)
+    conv = keras.layers.Conv2D(filters, kernel_size, strides, name=f"{name}_conv", **conv_kwargs)
+    return conv(x)
 
 
 def _conv_block(x, filters, kernel_size, strides, name, relu=True):
@@ -77,20 +86,33 @@ def _check_head(head):
     return head
 
 
-def _head(x, head):
-    """Maps the last convolution's output to [0, 255] (float32 even under mixed precision)."""
+def _head(x, head, image):
+    """The 9x9 output conv and its map to [0, 255] (float32 even under mixed precision).
+
+    Args:
+        x: the last upsampling block's output.
+        head: one of `HEADS`.
+        image: the padded input image in [0, 255], which the "residual" head adds to.
+    """
     if head == "tanh":
+        x = _conv(x, 3, 9, 1, "head")
         x = keras.layers.Activation("tanh", dtype="float32", name="head_tanh")(x)
         return keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
-    x = keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
+    if head == "clip":
+        x = _conv(x, 3, 9, 1, "head")
+        x = keras.layers.Rescaling(127.5, offset=127.5, dtype="float32", name="scale_out")(x)
+    else:  # residual: starts as the identity, its gradient reaches the body after one step
+        x = _conv(x, 3, 9, 1, "head", kernel_initializer="zeros")
+        x = keras.layers.Rescaling(127.5, dtype="float32", name="scale_out")(x)
+        x = keras.layers.Add(dtype="float32", name="residual_add")([image, x])
     return ks_layers.StraightThroughClip(0.0, 255.0, dtype="float32", name="head_clip")(x)
 
 
 def transformer_layers(inputs, width=1.0, head="tanh"):
     """Applies the network to a symbolic [0, 255] RGB tensor; returns the [0, 255] output."""
     c1, c2, c3 = (_channels(c, width) for c in (32, 64, 128))
-    x = ks_layers.PadToMultiple(4, name="pad_to_multiple")(inputs)
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_in")(x)
+    padded = ks_layers.PadToMultiple(4, name="pad_to_multiple")(inputs)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_in")(padded)
     x = _conv_block(x, c1, 9, 1, "stem")
     x = _conv_block(x, c2, 3, 2, "down1")
     x = _conv_block(x, c3, 3, 2, "down2")
@@ -98,7 +120,7 @@ def transformer_layers(inputs, width=1.0, head="tanh"):
         x = _residual_block(x, c3, f"res{i + 1}")
     x = _upsample_block(x, c2, "up1")
     x = _upsample_block(x, c1, "up2")
-    x = _head(_conv(x, 3, 9, 1, "head"), head)
+    x = _head(x, head, padded)
     return ks_layers.CropToReference(dtype="float32", name="crop_to_input")([x, inputs])
 
 
@@ -114,9 +136,11 @@ class TransformerNet(keras.Model):
     Args:
         width: channel multiplier, one of `WIDTHS` (1.0 is the paper's
             network, 1.7M parameters; 0.25 is about 16 times smaller).
-        head: output head, one of `HEADS`: "tanh" (the paper's) or "clip"
+        head: output head, one of `HEADS`: "tanh" (the paper's), "clip"
             (a clip whose gradient passes straight through: no saturated
-            region stops learning; no weights, so the parameters are the same).
+            region stops learning; no weights, so the parameters are the same)
+            or "residual" (the input plus a clipped change, initially the
+            identity; for distillation, where the targets are edited photos).
         name: model name.
         **kwargs: passed to `keras.Model` (e.g. `trainable`, `dtype`).
 

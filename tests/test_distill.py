@@ -50,9 +50,24 @@ def test_joint_augment_keeps_pairs_aligned():
         np.testing.assert_allclose(t.numpy(), 255.0 - c.numpy(), atol=1e-4)
 
 
+def test_joint_augment_grid_offsets_and_no_flip():
+    rows, cols = np.meshgrid(np.arange(64.0), np.arange(64.0), indexing="ij")
+    content = tf.constant(np.stack([rows, cols, rows], axis=-1), tf.float32)
+    offsets = set()
+    for seed in range(12):
+        c, t = distill.joint_augment(content, content, 32, seed=seed, flip=False, crop_step=16)
+        top, left = int(c[0, 0, 0]), int(c[0, 0, 1])
+        assert top % 16 == 0 and left % 16 == 0 and c[0, 1, 1] == left + 1  # never mirrored
+        np.testing.assert_array_equal(c.numpy(), t.numpy())
+        offsets.add((top, left))
+    assert len(offsets) > 3  # still random, on the grid (0, 16, 32)
+    with pytest.raises(ValueError, match="pair_crop_step"):
+        trainer.TrainConfig(pair_crop_step=0)
+
+
 def test_pair_dataset(datasets):
     train, _ = datasets
-    batches, card = distill.pair_dataset(train, 24, 3, seed=0)
+    batches, [card] = distill.pair_dataset(train, 24, 3, seed=0)
     content, target = next(iter(batches))
     assert content.shape == target.shape == (3, 24, 24, 3)
     assert card["num_examples"] == 4
@@ -63,6 +78,28 @@ def test_pair_dataset(datasets):
     )
     with pytest.raises(ValueError, match="crop_size"):
         distill.pair_dataset(train, SIZE + 1, 2)
+
+
+def test_pair_dataset_of_several_datasets(datasets, tmp_path):
+    train, held_out = datasets
+    plain, cards = distill.pair_dataset([train, held_out], SIZE, 6, augment=False, repeat=False)
+    assert [c["num_examples"] for c in cards] == [4, 2]
+    [(content, _)] = list(plain)  # every pair of both folders, once
+    expected = np.concatenate([sd.load_pairs(train)[1], sd.load_pairs(held_out)[1]])
+    assert sorted(np.asarray(content).mean(axis=(1, 2, 3)).round(2)) == sorted(
+        expected.mean(axis=(1, 2, 3)).round(2)
+    )
+    with pytest.raises(ValueError, match="same photos"):
+        distill.pair_dataset([train, train], SIZE, 2)
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in held_out.iterdir():
+        (other / path.name).write_bytes(path.read_bytes())
+    card = sd.read_card(other)
+    card["recipe"]["optimize"]["iterations"] += 1
+    (other / sd.CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="different recipe"):
+        distill.pair_dataset([train, other], SIZE, 2)
 
 
 @pytest.mark.slow
@@ -77,6 +114,7 @@ def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
         backbone="vgg16",
         vgg_weights=str(vgg16_weights_file),
         width=0.25,
+        head="residual",
         jit_compile=False,
         checkpoint_every=2,
         summary_every=1,
@@ -87,7 +125,7 @@ def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
     summary = distill.distill(config, train, verbose=0)
     assert summary["step"] == 3 and os.path.isfile(summary["model_path"])
     saved = json.loads((tmp_path / "run" / "distill_dataset.json").read_text())
-    assert saved["card"] == sd.read_card(train)
+    assert saved["cards"] == [sd.read_card(train)]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"] == "distill"
     again = distill.distill(config.replace(steps=4), train, verbose=0)
     assert again["initial_step"] == 3 and again["step"] == 4  # resumed, not restarted

@@ -422,6 +422,35 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
 
 
 @pytest.mark.slow
+def test_residual_head_converts_and_keeps_its_input_path_in_float(photo_dir):
+    import keras
+
+    from keras_style import export_rewrite
+    from keras_style.transformer_net import TransformerNet
+
+    keras.utils.set_random_seed(5)
+    model = TransformerNet(width=0.25, head="residual")
+    head = model.get_layer("head_conv")
+    head.set_weights([np.full_like(w, 0.002) for w in head.get_weights()])  # a visible change
+    assert export_rewrite.float_head_layers(model, blocks=0) == [
+        "head_conv",
+        "scale_out",
+        "residual_add",
+        "head_clip",
+    ]
+    calibration = export_convert.load_photos(export_convert.list_photos(photo_dir), 32)
+    content, recipe = export_convert.convert_model_with_recipe(
+        model, "int8", calibration=calibration
+    )
+    assert "residual_add" in recipe["float_layers"]
+    export_ops.check_builtin_ops(content)
+    image = make_photo(32, 40, seed=9)[None]
+    expected = model.predict_on_batch(image)
+    assert np.abs(expected - image).mean() > 5.0  # the network changes the photo
+    assert metrics.psnr(export_verify.TFLiteRunner(content)(image), expected) > 30.0
+
+
+@pytest.mark.slow
 def test_saved_model_from_a_bundled_style_name(tiny, tmp_path, monkeypatch):
     from keras_style import styles
 

@@ -264,9 +264,12 @@ print("jax ok")
     assert "jax ok" in result.stdout, result.stderr[-3000:]
 
 
-def test_clip_head_network_rewrites_and_keeps_its_head_in_float32():
+@pytest.mark.parametrize("head", ["clip", "residual"])
+def test_clip_heads_rewrite_and_keep_the_head_in_float32(head):
     keras.utils.set_random_seed(5)
-    model = TransformerNet(width=0.25, head="clip")
+    model = TransformerNet(width=0.25, head=head)
+    conv = model.get_layer("head_conv")
+    conv.set_weights([w + 0.003 for w in conv.get_weights()])  # residual: not the identity
     content = _photo(40, 56)
     expected = np.asarray(model(content[None]))[0]
     out = FastStylizer(model, precision="float32").stylize(content, tile_size=0)
@@ -274,4 +277,6 @@ def test_clip_head_network_rewrites_and_keeps_its_head_in_float32():
     bf16 = FastStylizer(model, precision="bfloat16")
     policies = {layer.name: layer.dtype_policy.name for layer in bf16._net.layers}
     assert policies["head_clip"] == policies["scale_out"] == "float32"
+    if head == "residual":  # the photo reaches the sum in float32, as given
+        assert policies["residual_add"] == policies["pad_to_multiple"] == "float32"
     assert metrics.psnr(bf16.stylize(content, tile_size=0), expected) > BF16_MIN_PSNR

@@ -115,6 +115,27 @@ def test_clip_head_same_weights_valid_range_and_round_trip(net, tmp_path):
         build_transformer_net(head="sigmoid")
 
 
+def test_residual_head_starts_as_identity_learns_a_change_and_round_trips(net, tmp_path):
+    keras.utils.set_random_seed(4)
+    residual = build_transformer_net(width=0.25, head="residual")
+    assert residual.count_params() == net.count_params()
+    images = np.random.default_rng(1).uniform(0, 255, (2, 21, 26, 3)).astype("float32")
+    np.testing.assert_array_equal(residual.predict_on_batch(images), images)  # odd sizes too
+    # One Adam run towards "the photo, 30 levels brighter, clipped": the change is learnt.
+    target = np.clip(images + 30.0, 0.0, 255.0)
+    residual.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mae")
+    first = residual.evaluate(images, target, verbose=0)
+    residual.fit(images, target, epochs=40, batch_size=2, verbose=0)
+    out = residual.predict_on_batch(images)
+    assert first > 20.0 and np.abs(out - target).mean() < 0.5 * first
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    path = tmp_path / "residual.keras"
+    residual.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.head == "residual"
+    np.testing.assert_allclose(loaded.predict_on_batch(images), out, atol=1e-3)
+
+
 def test_save_load_round_trip_in_a_fresh_process(net, tmp_path):
     path = tmp_path / "net.keras"
     net.save(path)
@@ -123,6 +144,9 @@ def test_save_load_round_trip_in_a_fresh_process(net, tmp_path):
     np.save(tmp_path / "y.npy", np.asarray(net(x)))
     out = _run_python(
         f"""
+        import sys
+        import keras_style
+        assert "keras" not in sys.modules  # the plain import stays light
         import keras, numpy as np
         import keras_style.transformer_net  # registers the serializables
         model = keras.saving.load_model({str(path)!r})
@@ -133,6 +157,19 @@ def test_save_load_round_trip_in_a_fresh_process(net, tmp_path):
     name, diff = out.split()[-2:]
     assert name == "TransformerNet"
     assert float(diff) < 1e-3
+
+
+def test_import_after_keras_registers_the_network(net, tmp_path):
+    path = tmp_path / "net.keras"
+    net.save(path)
+    out = _run_python(
+        f"""
+        import keras
+        import keras_style
+        print(type(keras.saving.load_model({str(path)!r})).__name__)
+        """
+    )
+    assert out.split()[-1] == "TransformerNet"
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@ r"""Trains the fast network on a stylized dataset (distillation of the slow meth
 
 Same flags, network, work dir, checkpoints/resume, TensorBoard, progress bar
 and --strategy as training.train (`training.flags_common`,
-`keras_style.trainer`), plus --dataset_dir; the loss is the L1 pixel distance
+`keras_style.trainer`), plus --dataset_dir (one dataset, or several made with
+the same recipe, comma-separated); the loss is the L1 pixel distance
 to the slow method's output (--pixel_weight) plus VGG feature (--content_weight)
 and Gram (--style_weight) distances to it, and total variation (--tv_weight).
 Set the weights you mean in the config: --style_weight defaults to 10, as in
@@ -27,7 +28,16 @@ from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("dataset_dir", None, "Stylized dataset from training.make_stylized_dataset.")
+flags.DEFINE_list(
+    "dataset_dir",
+    None,
+    "Stylized dataset(s) from training.make_stylized_dataset; several (comma-separated) "
+    "must share one recipe.",
+)
+flags.DEFINE_bool("pair_flip", None, "Mirror half the training pairs (default true).")
+flags.DEFINE_integer(
+    "pair_crop_step", None, "Training crop offsets are multiples of this (default 1; 16: VGG grid)."
+)
 flags.DEFINE_integer("verbose", 1, "fit verbosity: 1 progress bar, 2 one line per epoch, 0 none.")
 
 

@@ -42,7 +42,10 @@ flags.DEFINE_enum("backbone", None, list(vgg.BACKBONES), "Loss network (default 
 flags.DEFINE_string("vgg_weights", None, "'imagenet' (download) or a local VGG weights file.")
 flags.DEFINE_enum("width", None, ["1.0", "0.5", "0.25"], "Network width multiplier.")
 flags.DEFINE_enum(
-    "head", None, ["tanh", "clip"], "Output head: tanh (paper) or clip (straight-through)."
+    "head",
+    None,
+    ["tanh", "clip", "residual"],
+    "Output head: tanh (paper), clip (straight-through) or residual (photo + change; distill).",
 )
 flags.DEFINE_bool("mixed_precision", None, "Train the network in mixed_float16 (GPUs).")
 flags.DEFINE_enum(

@@ -59,6 +59,10 @@ from keras_style.transformer_net import HEADS, WIDTHS, build_transformer_net
 
 LOSSES = ("perceptual", "distill")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+#: Compute precisions of the network being trained -> Keras dtype policies. Variables
+#: (the weights that are saved, and Adam's moments) stay float32 in all of them.
+NET_PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 CPU_DEVICES_ENV = "KERAS_STYLE_CPU_DEVICES"
 
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
@@ -97,7 +101,12 @@ class TrainConfig:
             (straight-through clip: no saturated region stops learning,
             see `layers.StraightThroughClip`) or "residual" (the photo plus
             a clipped change, initially the identity: for distillation).
-        mixed_precision: train the network in mixed_float16.
+        net_precision: compute precision of the network being trained (see
+            `NET_PRECISIONS`): "float32", "bfloat16" (for CPUs with bfloat16
+            units and GPUs; no loss scaling needed) or "float16" (GPUs, with
+            loss scaling). Weights and optimizer state stay float32, and
+            checkpoints and model.keras hold float32 weights either way.
+        mixed_precision: legacy switch for net_precision="float16".
         loss_precision: compute precision of the frozen VGG loss network,
             "auto" (bfloat16 on GPUs and CPUs with bfloat16 instructions),
             "float32" or "bfloat16" (see `vgg.resolve_precision`).
@@ -136,6 +145,7 @@ class TrainConfig:
     vgg_weights: str | None = "imagenet"
     width: float = 1.0
     head: str = "tanh"
+    net_precision: str = "float32"
     mixed_precision: bool = False
     loss_precision: str = "auto"
     strategy: str = "default"
@@ -155,6 +165,12 @@ class TrainConfig:
         self._check_choice("validate", data.VALIDATE_MODES)
         self._check_choice("loss_precision", vgg.PRECISIONS)
         self._check_choice("head", HEADS)
+        self._check_choice("net_precision", tuple(NET_PRECISIONS))
+        if self.mixed_precision and self.net_precision not in ("float32", "float16"):
+            raise ValueError(
+                f"mixed_precision=True means net_precision='float16'; it conflicts with "
+                f"net_precision={self.net_precision!r}"
+            )
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, got {self.width!r}")
         for name in (
@@ -201,6 +217,10 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def dtype_policy(self):
+        """The Keras dtype policy the network trains under."""
+        return NET_PRECISIONS["float16" if self.mixed_precision else self.net_precision]
 
     def loss_config(self):
         """The `losses.LossConfig` these settings describe."""
@@ -780,7 +800,7 @@ def build_trainer(config, style_image=None):
         if style_image is None:
             style_image = load_style_image(config.style_image, config.style_size)
         targets = {k: np.asarray(v) for k, v in perceptual.style_targets([style_image]).items()}
-    policy = "mixed_float16" if config.mixed_precision else "float32"
+    policy = config.dtype_policy()
     with dtype_policy(policy):
         net = build_transformer_net(config.width, head=config.head)
     trainer = StyleTrainer(

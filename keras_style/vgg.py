@@ -163,6 +163,7 @@ class FeatureExtractor:
                 break  # nothing deeper is needed: skip the rest of the network
         self.model = keras.Model(inputs, outputs, name=f"{backbone}_features")
         self.model.trainable = False
+        self._subsets = {tuple(self.layers): self.model}
 
     def _copy(self, layer, first):
         """`layer` itself in float32; a bfloat16-policy copy with the same weights otherwise."""
@@ -174,9 +175,28 @@ class FeatureExtractor:
         copy.trainable = False
         return copy
 
-    def __call__(self, images):
-        """Returns {layer name: (N, h, w, c) float32 features} for an RGB [0, 255] batch."""
-        features = self.model(images, training=False)
+    def _subset(self, layers):
+        """The extractor's model cut after the deepest of `layers` (same weights), cached."""
+        key = tuple(name for name in self.layers if name in set(layers))
+        if len(key) != len(set(layers)):
+            unknown = sorted(set(layers) - set(self.layers))
+            raise ValueError(f"The feature extractor does not expose layers {unknown}")
+        if key not in self._subsets:
+            outputs = {name: self.model.output[name] for name in key}
+            self._subsets[key] = keras.Model(self.model.input, outputs)
+        return self._subsets[key]
+
+    def __call__(self, images, layers=None):
+        """Returns {layer name: (N, h, w, c) float32 features} for an RGB [0, 255] batch.
+
+        Args:
+            images: the batch.
+            layers: the layers wanted (default: all of them); the network runs
+                only as deep as the deepest one (e.g. content targets at
+                block4_conv2 skip block4_conv3 and block5_conv1).
+        """
+        model = self.model if layers is None else self._subset(layers)
+        features = model(images, training=False)
         if self.precision == "float32":
             return features
         return {name: ops.cast(value, "float32") for name, value in features.items()}

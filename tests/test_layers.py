@@ -154,3 +154,40 @@ def test_straight_through_clip_clips_forward_and_passes_gradients():
     assert (clone.lower, clone.upper) == (0.0, 255.0)
     with pytest.raises(ValueError, match="lower must be below upper"):
         ks_layers.StraightThroughClip(1.0, 1.0)
+
+
+def _conv_pair(filters=3, kernel=9, channels=5):
+    x = np.random.RandomState(1).normal(size=(2, 21, 18, channels)).astype(np.float32)
+    plain = keras.layers.Conv2D(filters, kernel)
+    split = ks_layers.RowSplitConv2D(filters, kernel)
+    plain.build(x.shape)
+    split.build(x.shape)
+    split.set_weights([w + 0.1 for w in plain.get_weights()])  # a non-zero bias too
+    plain.set_weights(split.get_weights())
+    return x, plain, split
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_row_split_conv_equals_conv2d_and_its_gradients(training):
+    x, plain, split = _conv_pair()
+    x = tf.constant(x)
+    results = []
+    for layer, kwargs in ((plain, {}), (split, {"training": training})):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, **kwargs)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    assert results[1][0].shape == (2, 13, 10, 3)
+    for got, want in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_row_split_conv_round_trips_and_rejects_other_convolutions():
+    _, _, split = _conv_pair(filters=4, kernel=3)
+    copy = ks_layers.RowSplitConv2D.from_config(split.get_config())
+    assert copy.get_config() == split.get_config()
+    with pytest.raises(ValueError, match="strides=1"):
+        ks_layers.RowSplitConv2D(3, 9, strides=2)
+    with pytest.raises(ValueError, match="valid"):
+        ks_layers.RowSplitConv2D(3, 9, padding="same")

@@ -95,3 +95,11 @@ def test_missing_layers_are_reported():
     extractor = vgg.FeatureExtractor(["block1_conv1"], "vgg16", weights=None)
     with pytest.raises(ValueError, match="does not expose"):
         losses.PerceptualLoss(extractor)
+
+
+def test_gram_matrix_matches_the_einsum_definition():
+    features = np.random.RandomState(3).normal(size=(3, 5, 7, 4)).astype(np.float32)
+    expected = np.einsum("nhwc,nhwd->ncd", features, features) / (5 * 7)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(losses.gram_matrix(features)), expected, rtol=1e-5, atol=1e-6
+    )

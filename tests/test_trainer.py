@@ -69,6 +69,64 @@ def test_tiny_config_loss_falls_and_parts_are_metrics(tmp_path, files):
     assert recombined == pytest.approx(history["loss"][-1], rel=1e-3)
 
 
+def test_bfloat16_network_trains_with_float32_weights(tmp_path, files):
+    """net_precision="bfloat16": bf16 compute, float32 master weights, loss falls."""
+    config = _config(tmp_path, files, net_precision="bfloat16")
+    keras.utils.set_random_seed(0)
+    model = trainer.build_trainer(config)
+    conv = model.net.get_layer("res1_a_conv")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    assert all(v.dtype == "float32" for v in model.net.weights + model.optimizer.variables[1:])
+    batch = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    history = model.fit(dataset, epochs=4, steps_per_epoch=3, verbose=0).history
+    assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]
+    stylized = model.net(batch, training=False)
+    assert stylized.dtype == "float32" and stylized.shape == batch.shape
+
+
+def test_bfloat16_checkpoints_hold_float32_weights_and_resume(tmp_path, files):
+    import h5py
+
+    config = _config(tmp_path, files, net_precision="bfloat16", steps=4, sample_every=0)
+    trainer.train(config, verbose=0)
+    work = Path(config.workdir)
+    checkpoint = work / "checkpoints" / "ckpt-4"
+    with h5py.File(checkpoint / "net.weights.h5") as saved:
+        dtypes = set()
+        saved.visititems(lambda _, obj: dtypes.add(obj.dtype) if hasattr(obj, "dtype") else None)
+    assert dtypes == {np.dtype("float32")}
+    optimizer_state = np.load(checkpoint / "optimizer.npz")
+    assert {optimizer_state[k].dtype for k in optimizer_state.files[1:]} == {np.dtype("float32")}
+    # model.keras is an ordinary float32 network holding those weights.
+    loaded = keras.saving.load_model(work / "model.keras")
+    assert loaded.get_layer("res1_a_conv").compute_dtype == "float32"
+    restored = trainer.build_trainer(config)
+    assert (
+        CheckpointManager(work / "checkpoints").restore(
+            checkpoint, restored.net, restored.optimizer
+        )
+        == 4
+    )
+    for got, want in zip(restored.net.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for variable in restored.optimizer.variables[1:]:
+        assert variable.dtype == "float32"
+    resumed = trainer.train(config.replace(steps=6), verbose=0)
+    assert resumed["initial_step"] == 4 and resumed["step"] == 6
+
+
+def test_net_precision_validation():
+    assert TrainConfig(style_image="x.jpg", mixed_precision=True).dtype_policy() == "mixed_float16"
+    assert TrainConfig(style_image="x.jpg", net_precision="bfloat16").dtype_policy() == (
+        "mixed_bfloat16"
+    )
+    with pytest.raises(ValueError, match="net_precision"):
+        TrainConfig(style_image="x.jpg", net_precision="int8")
+    with pytest.raises(ValueError, match="conflicts"):
+        TrainConfig(style_image="x.jpg", net_precision="bfloat16", mixed_precision=True)
+
+
 def test_distill_loss_trains_on_pairs(tmp_path, files):
     config = _config(tmp_path, files, loss="distill", style_weight=0.0)
     model = trainer.build_trainer(config)
@@ -191,10 +249,11 @@ def _train_command(workdir, files, steps):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files, precision):
     workdir = tmp_path / "killed"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = _train_command(workdir, files, steps=9)
+    command = [*_train_command(workdir, files, steps=9), f"--net_precision={precision}"]
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -233,7 +292,8 @@ class _StepLosses(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files, precision):
     """A seeded run stopped at step 8 and resumed continues where it stopped: no loss jump.
 
     The resumed data stream restarts its shuffle, so single steps differ; the
@@ -245,7 +305,9 @@ def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files):
 
     def run(workdir, steps):
         record = _StepLosses()
-        config = _config(tmp_path, files, steps=steps, head="clip", sample_every=0)
+        config = _config(
+            tmp_path, files, steps=steps, head="clip", sample_every=0, net_precision=precision
+        )
         config = TrainConfig.from_dict({**config.to_dict(), "workdir": str(tmp_path / workdir)})
         trainer.train(config, callbacks=[record], verbose=0)
         return record.losses()

@@ -88,3 +88,18 @@ def test_precision_resolution(monkeypatch):
     assert vgg.resolve_precision("auto") == "bfloat16"
     with pytest.raises(ValueError, match="Unknown precision 'float16'"):
         vgg.resolve_precision("float16")
+
+
+def test_extractor_runs_only_as_deep_as_the_layers_asked_for():
+    extractor = vgg.FeatureExtractor(["block1_conv2", "block3_conv1"], "vgg16", weights=None)
+    images = np.random.RandomState(0).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32)
+    full = extractor(images)
+    shallow = extractor(images, layers=["block1_conv2"])
+    assert list(shallow) == ["block1_conv2"]
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(shallow["block1_conv2"]), ops.convert_to_numpy(full["block1_conv2"])
+    )
+    cut = extractor._subset(["block1_conv2"])
+    assert "block2_conv1" not in [layer.name for layer in cut.layers]
+    with pytest.raises(ValueError, match="block4_conv1"):
+        extractor(images, layers=["block4_conv1"])

@@ -47,7 +47,14 @@ flags.DEFINE_enum(
     ["tanh", "clip", "residual"],
     "Output head: tanh (paper), clip (straight-through) or residual (photo + change; distill).",
 )
-flags.DEFINE_bool("mixed_precision", None, "Train the network in mixed_float16 (GPUs).")
+flags.DEFINE_enum(
+    "net_precision",
+    None,
+    list(trainer.NET_PRECISIONS),
+    "Compute precision of the network being trained (default float32; bfloat16 for CPUs with "
+    "bfloat16 units and GPUs, float16 for GPUs); weights stay float32.",
+)
+flags.DEFINE_bool("mixed_precision", None, "Same as --net_precision=float16 (GPUs).")
 flags.DEFINE_enum(
     "loss_precision",
     None,

@@ -21,7 +21,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO))
 
 
 def _op_stats(logdir):
@@ -59,14 +58,17 @@ def main():
         "--vgg_weights", default=str(SHARED / "weights" / "vgg16_hed_notop_fp16.weights.h5")
     )
     parser.add_argument("--style", default=str(SHARED / "data" / "styles" / "great_wave.jpg"))
+    parser.add_argument("--package_root", default=str(REPO), help="profile this checkout's code")
     parser.add_argument("--out")
     args = parser.parse_args()
+    sys.path.insert(0, args.package_root)
 
     import numpy as np
     import tensorflow as tf
 
     from keras_style import trainer
 
+    precision = {} if args.net_precision == "float32" else {"net_precision": args.net_precision}
     config = trainer.TrainConfig(
         style_image=args.style,
         backbone="vgg16",
@@ -76,7 +78,7 @@ def main():
         width=args.width,
         head="clip",
         style_size=256,
-        net_precision=args.net_precision,
+        **precision,
     )
     model = trainer.build_trainer(config)
     batch = np.random.RandomState(0).uniform(0, 255, (4, args.size, args.size, 3))

@@ -179,3 +179,22 @@ def test_readme_main_job_bundled_style_offline(tmp_path):
     # Nothing downloaded into the Keras cache (Keras itself only writes its keras.json).
     cached = [p.name for p in (tmp_path / "k").rglob("*") if p.is_file()]
     assert set(cached) <= {"keras.json"}
+
+
+@pytest.mark.parametrize("shape", [(12, 1500), (1500, 12), (3, 3)])
+def test_very_thin_or_tiny_photo_stylizes_on_every_path(
+    tmp_path, shape, painting_file, vgg16_weights_file
+):
+    """A 1500x12 photo used to end in a traceback (a max-pool on a 1-pixel-high map)."""
+    thin = tmp_path / f"thin_{shape[1]}x{shape[0]}.png"
+    images.save_image(np.full((*shape, 3), 120.0, np.float32), thin)
+    for extra in ([], ["--no-multiscale"], ["--optimizer", "adam"]):
+        out = tmp_path / "slow.png"
+        args = _stylize_args(thin, painting_file, out, vgg16_weights_file, *extra)
+        args[args.index("--size") + 1] = "128"
+        assert cli.main(args) == 0
+        expected = images.fit_size(shape, long_side=128)
+        assert images.load_image(out).shape == (*expected, 3)
+    out = tmp_path / "fast.png"
+    assert cli.main(["stylize", str(thin), "--style", "udnie", "-o", str(out), "-q"]) == 0
+    assert images.load_image(out).shape == (*shape, 3)

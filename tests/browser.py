@@ -31,7 +31,7 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--window-size=1280,1400",
+    "--window-size=1280,1000",
 )
 #: Where the tests leave their screenshots (committed under docs/).
 SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "docs" / "web"
@@ -120,6 +120,7 @@ def upload(driver, input_id, path):
     element = driver.find_element(By.ID, input_id)
     driver.execute_script("arguments[0].style.display = 'block';", element)
     element.send_keys(str(Path(path).resolve()))
+    driver.execute_script("arguments[0].style.display = '';", element)
 
 
 def wait_for(driver, script, timeout=120, message="condition"):

@@ -3,6 +3,7 @@
 API (every error is a 4xx/5xx answer with JSON `{"error": "..."}`):
 
 * `GET /api/styles` -> `[{"name", "title", "artist", "year", "kind", "thumbnail"}, ...]`
+* `GET /api/limits` -> `{"max_size", "max_upload_bytes", "max_pixels", "slow_max_size", ...}`
 * `POST /api/stylize?style=NAME[&strength=0..1][&preserve_color=1][&max_size=PX]`, the
   photo's bytes as the body (or a multipart form with a `photo` file) -> `image/png`.
 * `POST /api/slow?size=PX&iterations=N[&preserve_color=1]`, multipart `photo` and
@@ -199,6 +200,12 @@ class _Server:
     async def styles(self, request):
         return JSONResponse(self.models.describe())
 
+    async def limits(self, request):
+        cfg = self.config
+        names = ("max_size", "max_upload_bytes", "max_pixels")
+        slow = ("slow_max_size", "slow_max_iterations")
+        return JSONResponse({name: getattr(cfg, name) for name in names + slow})
+
     async def stylize(self, request):
         params = request.query_params
         name = params.get("style")
@@ -360,6 +367,7 @@ def create_app(config=None):
     routes = [
         Route("/", server.index),
         Route("/api/styles", server.styles),
+        Route("/api/limits", server.limits),
         Route("/api/stylize", server.stylize, methods=["POST"]),
         Route("/api/slow", server.slow_submit, methods=["POST"]),
         Route("/api/jobs/{job_id:str}", server.job_status),

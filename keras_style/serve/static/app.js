@@ -100,11 +100,20 @@ async function loadStyles() {
   }
 }
 
-for (const size of [256, 512, 768, 1024]) {
-  const option = document.createElement("option");
-  option.value = option.textContent = String(size);
-  if (size === 1024) option.selected = true;
-  $("max-size").append(option);
+async function loadLimits() {
+  const limits = await (await fetch("/api/limits")).json();
+  const sizes = [256, 512, 768, 1024, 1536, 2048].filter((s) => s < limits.max_size);
+  for (const size of [...sizes, limits.max_size]) {
+    const option = document.createElement("option");
+    option.value = option.textContent = String(size);
+    $("max-size").append(option);
+  }
+  $("max-size").value = String(Math.min(1024, limits.max_size));
+  if (!$("max-size").value) $("max-size").value = String(limits.max_size);
+  for (const option of [...$("slow-size").options]) {
+    if (Number(option.value) > limits.slow_max_size) option.remove();
+  }
+  $("slow-iterations").max = String(limits.slow_max_iterations);
 }
 
 // ---- slow mode
@@ -196,4 +205,5 @@ $("slow-cancel").onclick = async () => {
   slowReady();
 };
 
+loadLimits().catch((e) => showMessage($("message"), `Could not reach the server: ${e.message}`));
 loadStyles();

@@ -4,11 +4,11 @@ import json
 import shutil
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 from PIL import Image
 
-import browser
 from keras_style import images, metrics, web_page
 from keras_style.fast import FastStylizer
 

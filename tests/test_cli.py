@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -198,3 +199,42 @@ def test_very_thin_or_tiny_photo_stylizes_on_every_path(
     out = tmp_path / "fast.png"
     assert cli.main(["stylize", str(thin), "--style", "udnie", "-o", str(out), "-q"]) == 0
     assert images.load_image(out).shape == (*shape, 3)
+
+
+def test_serve_bad_options_exit_2(capsys):
+    err = _error(capsys, ["serve", "--port", "70000"])
+    assert "--port" in err
+    err = _error(capsys, ["serve", "--model", "missing.keras"])
+    assert "not found" in err
+
+
+@pytest.mark.slow
+def test_serve_prints_its_url_and_answers(tmp_path):
+    pytest.importorskip("uvicorn")
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_style.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/styles") as r:
+                    assert "udnie" in r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -257,3 +257,80 @@ def test_random_garbage_never_gives_a_500(client):
         )
         assert response.status_code in (200, 400, 413), response.text
         assert response.status_code == 200 or "error" in response.json()
+
+
+@pytest.mark.slow
+def test_model_files_are_offered_and_loaded_once(tmp_path):
+    """A .keras network and a dynamic .tflite export, named at start-up, are styles too."""
+    import keras
+
+    from keras_style import export_convert
+    from keras_style.transformer_net import TransformerNet
+
+    keras.utils.set_random_seed(0)
+    net = TransformerNet(width=0.25, head="clip")
+    net(np.zeros((1, 32, 32, 3), np.float32))
+    net.save(tmp_path / "mine.keras")
+    (tmp_path / "mine_lite.tflite").write_bytes(export_convert.convert_model(net, "float32"))
+    config = serve_app.ServeConfig(
+        model_files=(str(tmp_path / "mine.keras"), str(tmp_path / "mine_lite.tflite"))
+    )
+    reference = FastStylizer(net, precision="float32").stylize(PHOTO.astype(np.float32))
+    with TestClient(serve_app.create_app(config)) as c:
+        kinds = {s["name"]: s["kind"] for s in c.get("/api/styles").json()}
+        assert kinds["mine"] == "keras" and kinds["mine_lite"] == "tflite"
+        for name in ("mine", "mine_lite"):
+            out = png_of(c.post(f"/api/stylize?style={name}", content=encode(PHOTO)))
+            assert metrics.psnr(out.astype(np.float32), reference) > 40
+        models = c.app.state.server.models
+        assert models.stylizer("mine") is models.stylizer("mine")
+
+
+def test_bad_model_files_are_refused_at_start(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        serve_app.create_app(serve_app.ServeConfig(model_files=(str(tmp_path / "x.keras"),)))
+    (tmp_path / "notes.txt").write_text("no")
+    with pytest.raises(ValueError, match=r"\.keras or \.tflite"):
+        serve_app.create_app(serve_app.ServeConfig(model_files=(str(tmp_path / "notes.txt"),)))
+
+
+@pytest.mark.slow
+def test_a_client_that_disconnects_frees_its_queued_job():
+    import socket
+
+    import browser
+
+    app = serve_app.create_app(serve_app.ServeConfig())
+    server = app.state.server
+    calls = []
+    build = server.models.stylizer
+    server.models.stylizer = lambda name: (calls.append(name), build(name))[1]
+    release = threading.Event()
+    body = encode(PHOTO)
+    with browser.uvicorn_server(app) as url:
+        blocker = server.fast.submit(release.wait, threading.Event())
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            head = (
+                f"POST /api/stylize?style=udnie HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+            )
+            s.sendall(head.encode() + b"\r\n\r\n" + body)
+            deadline = time.monotonic() + 10
+            while server.fast.pending < 2:  # the request is queued behind the blocker
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        time.sleep(1.0)  # the client has gone; the server notices
+        release.set()
+        blocker.result(timeout=10)
+        deadline = time.monotonic() + 10
+        while server.fast.pending:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert calls == []  # the departed client's job never ran
+        import urllib.request
+
+        with urllib.request.urlopen(
+            urllib.request.Request(url + "/api/stylize?style=udnie", body)
+        ) as r:
+            assert r.status == 200
+        assert calls == ["udnie"]

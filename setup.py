@@ -42,6 +42,8 @@ setup(
             "imageio",
             "imageio-ffmpeg",
             "scipy",
+            # The serve extra, plus httpx (Starlette's test client) and Selenium,
+            # which drives the system's headless Chromium in the browser tests.
             "starlette",
             "uvicorn",
             "python-multipart",

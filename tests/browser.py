@@ -158,4 +158,10 @@ def message_text(driver, element_id="message"):
 def screenshot(driver, name):
     """Saves a PNG screenshot of the page as docs/web/<name>."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOT_DIR / name))
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    metrics = {"width": 1280, "height": int(height), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        driver.save_screenshot(str(SCREENSHOT_DIR / name))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -123,6 +123,8 @@ function slowReady() {
 fileInput($("slow-photo-drop"), $("slow-photo-input"), (f) => {
   state.slowPhoto = f;
   $("slow-photo-name").textContent = f.name;
+  $("slow-photo").src = URL.createObjectURL(f);
+  $("slow-photo-caption").textContent = f.name;
   slowReady();
 }, { paste: false });
 fileInput($("slow-painting-drop"), $("slow-painting-input"), (f) => {

@@ -155,6 +155,17 @@ def message_text(driver, element_id="message"):
     return driver.execute_script(f"return document.getElementById('{element_id}').textContent;")
 
 
+def record(key, value):
+    """Adds a measured figure to docs/web/browser_tests.json (written by the browser tests)."""
+    import json
+
+    path = SCREENSHOT_DIR / "browser_tests.json"
+    figures = json.loads(path.read_text()) if path.is_file() else {}
+    figures[key] = value
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
 def screenshot(driver, name):
     """Saves a PNG screenshot of the page as docs/web/<name>."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ def page():
     real = SHARED_VGG16.is_file()
     config = serve_app.ServeConfig(
         max_size=512,
+        max_upload_bytes=1_000_000,
+        max_pixels=4_000_000,
         backbone="vgg16",
         vgg_weights=str(SHARED_VGG16) if real else None,
         preload=("starry_night",),
@@ -78,6 +80,16 @@ def test_bad_upload_shows_its_message(page, tmp_path):
     browser.upload(driver, "photo-input", fake)
     browser.wait_for(driver, "document.getElementById('message').className.includes('error')", 60)
     assert "not a readable image file" in browser.message_text(driver)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(1_200_000))
+    browser.upload(driver, "photo-input", big)
+    browser.wait_for(driver, "document.getElementById('message').textContent.includes('up to')")
+    assert "accepts up to 1.0 MB" in browser.message_text(driver)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (5000, 5000)).save(bomb, optimize=True)  # 25 Mpx in a few KB
+    browser.upload(driver, "photo-input", bomb)
+    browser.wait_for(driver, "document.getElementById('message').textContent.includes('large')")
+    assert "5000x5000" in browser.message_text(driver)
 
 
 def test_slow_method_progress_and_result(page, tmp_path):

@@ -2,6 +2,14 @@
 import { $, fileInput, seconds, showMessage, styleCards } from "./common.js";
 
 const state = { photo: null, style: null, busy: false, job: null, slowPhoto: null, painting: null };
+let limits = { max_upload_bytes: Infinity };
+
+// A message when `file` is over the server's upload limit (checked before sending it).
+function tooBig(file) {
+  if (file.size <= limits.max_upload_bytes) return "";
+  const mb = (n) => (n / 1048576).toFixed(1) + " MB";
+  return `${file.name || "The file"} is ${mb(file.size)}; this server accepts up to ${mb(limits.max_upload_bytes)}`;
+}
 
 async function errorText(response) {
   try {
@@ -28,6 +36,10 @@ $("tab-slow").onclick = () => showTab("slow");
 
 // ---- fast mode
 function setPhoto(file) {
+  if (tooBig(file)) {
+    showMessage($("message"), tooBig(file));
+    return;
+  }
   state.photo = file;
   $("photo").src = URL.createObjectURL(file);
   $("photo-caption").textContent = `${file.name || "pasted image"} (${Math.round(file.size / 1024)} KB)`;
@@ -101,7 +113,7 @@ async function loadStyles() {
 }
 
 async function loadLimits() {
-  const limits = await (await fetch("/api/limits")).json();
+  limits = await (await fetch("/api/limits")).json();
   const sizes = [256, 512, 768, 1024, 1536, 2048].filter((s) => s < limits.max_size);
   for (const size of [...sizes, limits.max_size]) {
     const option = document.createElement("option");
@@ -134,6 +146,11 @@ fileInput($("slow-painting-drop"), $("slow-painting-input"), (f) => {
 }, { paste: false });
 
 async function slowStart() {
+  const big = tooBig(state.slowPhoto) || tooBig(state.painting);
+  if (big) {
+    showMessage($("slow-message"), big);
+    return;
+  }
   const form = new FormData();
   form.append("photo", state.slowPhoto);
   form.append("painting", state.painting);

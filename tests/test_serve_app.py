@@ -3,6 +3,7 @@
 import io
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ from PIL import Image
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx`")
+with warnings.catch_warnings():  # Starlette would like httpx2 for its test client
+    warnings.filterwarnings("ignore", message="Using `httpx`")
+    from starlette.testclient import TestClient
 
 from conftest import make_painting, make_photo  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
 
 from keras_style import images, metrics  # noqa: E402
 from keras_style.fast import FastStylizer  # noqa: E402
@@ -334,3 +336,12 @@ def test_a_client_that_disconnects_frees_its_queued_job():
         ) as r:
             assert r.status == 200
         assert calls == ["udnie"]
+
+
+def test_damaged_model_file_fails_at_start(tmp_path):
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.keras"):
+        serve_app.create_app(serve_app.ServeConfig(model_files=(str(tmp_path / "broken.keras"),)))
+    (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ValueError, match="broken.tflite"):
+        serve_app.create_app(serve_app.ServeConfig(model_files=(str(tmp_path / "broken.tflite"),)))

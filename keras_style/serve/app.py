@@ -49,8 +49,9 @@ class ServeConfig:
         max_size: largest output long side (pixels); larger photos are shrunk.
         max_upload_bytes: largest accepted upload (the whole request body).
         max_pixels: largest accepted image, in pixels, checked before decoding.
-        model_files: `.keras` / `.tflite` files offered besides the bundled styles.
-        preload: style names built at start-up (the first request is not slower).
+        model_files: `.keras` / `.tflite` files offered besides the bundled styles
+            (loaded at start-up).
+        preload: bundled style names built at start-up (the first request is not slower).
         precision: `FastStylizer` precision.
         fast_queue: fast requests accepted at once (more: 503).
         slow_queue: slow-method jobs queued or running at once (more: 503).
@@ -189,8 +190,8 @@ class _Server:
     def __init__(self, config):
         self.config = config
         self.models = ModelRegistry(config.model_files, config.precision)
-        for name in config.preload:
-            self.models.stylizer(name)
+        for name in (*config.preload, *(Path(f).stem for f in config.model_files)):
+            self.models.stylizer(name)  # loaded once, now: a bad file fails at start-up
         self.fast = jobs.FastQueue(config.fast_queue)
         self.slow = jobs.SlowQueue(config.slow_queue, config.abandon_after)
 

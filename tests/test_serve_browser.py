@@ -100,13 +100,13 @@ def test_slow_method_progress_and_result(page, tmp_path):
     browser.upload(driver, "slow-painting-input", EXAMPLES / "starry_night.jpg")
     driver.execute_script(
         "document.getElementById('slow-size').value = '256';"
-        "document.getElementById('slow-iterations').value = '30';"
+        "document.getElementById('slow-iterations').value = '20';"
         "document.getElementById('slow-run').click();"
     )
     browser.wait_for(
         driver, "document.getElementById('slow-status').textContent.includes('running')", 120
     )
     browser.wait_for(driver, "document.body.dataset.slowDone === '1'", 600, "the slow result")
-    assert "30 / 30" in browser.message_text(driver, "slow-status")
+    assert "20 / 20" in browser.message_text(driver, "slow-status")
     assert browser.element_pixels(driver, "slow-result").shape == (170, 256, 3)
     browser.screenshot(driver, "serve_slow.png")

@@ -180,7 +180,13 @@ async function slowStart() {
 async function poll(id, start) {
   let lastPreview = -1;
   while (state.job === id) {
-    const response = await fetch(`/api/jobs/${id}`);
+    let response;
+    try {
+      response = await fetch(`/api/jobs/${id}`);
+    } catch (e) {
+      showMessage($("slow-message"), `The server could not be reached: ${e.message}`);
+      break;
+    }
     if (!response.ok) {
       showMessage($("slow-message"), await errorText(response));
       break;

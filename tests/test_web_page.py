@@ -107,3 +107,21 @@ def test_in_browser_page_resizes_other_shapes_and_shows_bad_uploads(page, tmp_pa
     browser.upload(page, "photo-input", fake)
     browser.wait_for(page, "document.getElementById('message').className.includes('error')", 60)
     assert "not an image" in browser.message_text(page)
+
+
+def test_binary_refuses_bad_flags_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for flags in (["--styles", "picasso"], ["--sizes", "big"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "export.web_page", "--out", str(tmp_path / "w"), *flags],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=300,
+        )
+        assert result.returncode == 2, result.stderr[-1000:]
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (tmp_path / "w").exists()

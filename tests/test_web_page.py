@@ -94,12 +94,28 @@ def test_in_browser_result_matches_keras(page, tmp_path):
     psnr = metrics.psnr(out, reference)
     browser.record("in_browser_float16_psnr_db_vs_keras_float32", round(float(psnr), 2))
     assert psnr >= 30
+    # Strength and kept colours are computed in the page: the same as FastStylizer's.
+    page.execute_script(
+        "document.getElementById('strength').value = '50';"
+        "document.getElementById('preserve-color').checked = true;"
+        "document.getElementById('run').click();"
+    )
+    browser.wait_for(page, "document.body.dataset.done === '2'", 300, "the blended result")
+    blended = browser.element_pixels(page, "result").astype(np.float32)
+    page.execute_script(
+        "document.getElementById('strength').value = '100';"
+        "document.getElementById('preserve-color').checked = false;"
+    )
+    expected = FastStylizer("udnie", precision="float32").stylize(
+        images.load_image(photo), strength=0.5, preserve_color=True
+    )
+    assert metrics.psnr(blended, expected) >= 30
 
 
 @pytest.mark.slow
 def test_in_browser_page_resizes_other_shapes_and_shows_bad_uploads(page, tmp_path):
     browser.upload(page, "photo-input", EXAMPLES / "chelsea.jpg")  # 451x300, not square
-    browser.wait_for(page, "document.body.dataset.done === '2'", 300, "the second result")
+    browser.wait_for(page, "document.body.dataset.done === '3'", 300, "the third result")
     assert browser.element_pixels(page, "result").shape == (170, SIZE, 3)
     browser.screenshot(page, "browser_page.png")
     fake = tmp_path / "notes.png"

@@ -232,9 +232,9 @@ def _stylize_slow(
 
 
 #: Shortest side (pixels) the slow path's coarsest pyramid level gives the loss
-#: network: VGG's four max-pools before block5 need 16; twice that keeps the
-#: deepest style layers from being a single pixel.
-MIN_SLOW_SIDE = 32
+#: network: VGG's four max-pools before block5 need 16. Photos that already have
+#: it are left as they are.
+MIN_SLOW_SIDE = 16
 
 
 def _pad_thin(content, config):

@@ -238,3 +238,12 @@ def test_serve_prints_its_url_and_answers(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_ordinary_photos_are_not_padded_for_the_slow_path(photo):
+    from keras_style import api, optimize
+
+    padded, crop = api._pad_thin(photo, optimize.OptimizeConfig(size=32))  # 27x32 at the level
+    assert padded is photo and crop(photo) is photo
+    padded, crop = api._pad_thin(photo[:4], optimize.OptimizeConfig(size=48))
+    assert padded.shape == (16, 48, 3) and crop(padded).shape == (4, 48, 3)

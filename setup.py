@@ -19,7 +19,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_style", "keras_style.*", "training", "export"]),
-    package_data={"keras_style": ["assets/*", "assets/**/*"]},
+    package_data={
+        "keras_style": ["assets/*", "assets/**/*", "serve/static/*", "serve/static/**/*"]
+    },
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.16",
@@ -40,7 +42,18 @@ setup(
             "imageio",
             "imageio-ffmpeg",
             "scipy",
+            # The serve extra, plus httpx (Starlette's test client) and Selenium,
+            # which drives the system's headless Chromium in the browser tests.
+            "starlette",
+            "uvicorn",
+            "python-multipart",
+            "httpx",
+            "selenium",
         ],
+        # `keras-style serve`: Starlette is a small, maintained ASGI framework whose
+        # routing, static files (path-safe) and multipart parsing (python-multipart)
+        # are all the app needs, without FastAPI's schema layer; uvicorn serves it.
+        "serve": ["starlette", "uvicorn", "python-multipart"],
         # Video decoding/encoding with a bundled ffmpeg binary; SciPy's image
         # filters (box blur, dilation) for the flicker smoother's motion mask.
         "video": ["imageio", "imageio-ffmpeg", "scipy"],

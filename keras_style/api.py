@@ -213,6 +213,7 @@ def _stylize_slow(
     if iterations is None:
         iterations = 300 if options.get("optimizer") == "adam" else 130
     config = optimize.OptimizeConfig(iterations=iterations, **options)
+    content_image, crop = _pad_thin(content_image, config)
     loss_config = _loss_config(
         content_layers, style_layers, content_weight, style_weight, tv_weight
     )
@@ -227,7 +228,47 @@ def _stylize_slow(
         callback=callback,
         callback_every=callback_every,
     )
-    return image
+    return crop(image)
+
+
+#: Shortest side (pixels) the slow path's coarsest pyramid level gives the loss
+#: network: VGG's four max-pools before block5 need 16. Photos that already have
+#: it are left as they are.
+MIN_SLOW_SIDE = 16
+
+
+def _pad_thin(content, config):
+    """Pads a very thin or tiny photo so that every pyramid level fits the loss network.
+
+    A 1500x12 photo at size 512 would be 512x4 pixels, which VGG's max-pools
+    reduce to nothing. Such a photo is mirrored outwards (symmetric padding,
+    centred) until its short side reaches `MIN_SLOW_SIDE` at the coarsest
+    level; the returned function crops the stylized result back to the
+    photo's own aspect ratio.
+
+    Returns:
+        (padded content, crop function taking the stylized image).
+    """
+    height, width = content.shape[:2]
+    long_side = config.size or max(height, width)
+    scale = optimize.pyramid_sizes(long_side, config.multiscale)[0] / max(height, width)
+    needed = int(np.ceil(MIN_SLOW_SIDE / scale))
+    pad_h, pad_w = max(0, needed - height), max(0, needed - width)
+    if not (pad_h or pad_w):
+        return content, lambda image: image
+    padded = np.pad(
+        content,
+        [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)],
+        mode="symmetric",
+    )
+
+    def crop(image):
+        ratio = image.shape[0] / padded.shape[0], image.shape[1] / padded.shape[1]
+        top, left = round(pad_h // 2 * ratio[0]), round(pad_w // 2 * ratio[1])
+        out_h, out_w = max(1, round(height * ratio[0])), max(1, round(width * ratio[1]))
+        return np.ascontiguousarray(image[top : top + out_h, left : left + out_w])
+
+    return padded, crop
 
 
 def _with_saving(callback, callback_every, save_every, intermediate_dir):

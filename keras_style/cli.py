@@ -181,6 +181,48 @@ def _run_list_styles(args):
         print(f"{name}\t{title}" if title else name)
 
 
+def _add_serve(subparsers):
+    p = subparsers.add_parser(
+        "serve",
+        help="a local web page (and HTTP API) to stylize photos in the browser",
+        description="keras-style serve [--port 8000] [--style NAME] [--model FILE]: starts a "
+        "local web app and prints its URL (needs the serve extra).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--style", action="append", default=[], help="bundled style to preload")
+    p.add_argument(
+        "--model", action="append", default=[], help=".keras or .tflite model to offer too"
+    )
+    p.add_argument("--max-size", type=int, default=1024, help="largest output long side")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
+    p.add_argument("--backbone", choices=("vgg19", "vgg16"), default="vgg19", help="slow method")
+    p.add_argument("--vgg-weights", default="imagenet", help="slow method: local VGG weights")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args):
+    try:
+        from keras_style.serve import app
+    except ImportError as e:
+        raise ValueError(
+            f'serve needs the serve extra: pip install "keras-style[serve]" ({e})'
+        ) from None
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    if args.max_size < 16 or args.max_upload_mb <= 0:
+        raise ValueError("--max-size must be at least 16 and --max-upload-mb positive")
+    config = app.ServeConfig(
+        max_size=args.max_size,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        model_files=tuple(args.model),
+        preload=tuple(args.style),
+        backbone=args.backbone,
+        vgg_weights=args.vgg_weights,
+    )
+    app.serve(config, host=args.host, port=args.port)
+
+
 def build_parser():
     """The argparse parser of the `keras-style` command."""
     parser = argparse.ArgumentParser(prog="keras-style", description="Neural style transfer.")
@@ -188,6 +230,7 @@ def build_parser():
     _add_stylize(subparsers)
     _add_video(subparsers)
     _add_list_styles(subparsers)
+    _add_serve(subparsers)
     return parser
 
 

@@ -7,6 +7,7 @@ arbitrary arrays into that convention and back, so that every later stage can
 trust its input.
 """
 
+import io
 import os
 import tempfile
 import warnings
@@ -51,20 +52,51 @@ def load_image(source, max_pixels=MAX_PIXELS):
     return _from_array(source, max_pixels)
 
 
+class ImageTooLargeError(ValueError):
+    """An image with more pixels than allowed (refused before it is decoded)."""
+
+
+def decode_image(data, name="upload", max_pixels=MAX_PIXELS):
+    """Decodes an image file held in memory (e.g. an HTTP upload), like `load_image` a file.
+
+    Args:
+        data: the file's bytes.
+        name: how messages call the image.
+        max_pixels: refuse images with more pixels than this.
+
+    Returns:
+        A float32 array shaped (H, W, 3) with values in [0, 255].
+
+    Raises:
+        ImageTooLargeError: if the image has more than `max_pixels` pixels.
+        ValueError: if `data` is empty, not an image, corrupt or truncated.
+    """
+    if not data:
+        raise ValueError(f"{name} is empty (0 bytes)")
+    return _decode(io.BytesIO(bytes(data)), name, max_pixels)
+
+
 def _load_file(path, max_pixels):
     if not path.is_file():
         raise ValueError(f"Image file not found: {path}")
+    return _decode(path, str(path), max_pixels)
+
+
+def _decode(source, name, max_pixels):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                _check_size(img.size, str(path), max_pixels)
+            with Image.open(source) as img:
+                _check_size(img.size, name, max_pixels)
                 img.load()
-                return _from_pil(img, str(path), max_pixels)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path} is not a readable image file ({e})") from e
+                return _from_pil(img, name, max_pixels)
+    except UnidentifiedImageError as e:
+        detail = "not a format Pillow decodes" if isinstance(source, io.BytesIO) else e
+        raise ValueError(f"{name} is not a readable image file ({detail})") from e
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{name} is not a readable image file ({e})") from e
     except OSError as e:
-        raise ValueError(f"{path} is a corrupt or truncated image file ({e})") from e
+        raise ValueError(f"{name} is a corrupt or truncated image file ({e})") from e
 
 
 def _check_size(size, name, max_pixels):
@@ -72,7 +104,7 @@ def _check_size(size, name, max_pixels):
     if width <= 0 or height <= 0:
         raise ValueError(f"{name} is empty ({width}x{height} pixels)")
     if width * height > max_pixels:
-        raise ValueError(
+        raise ImageTooLargeError(
             f"{name} is too large: {width}x{height} = {width * height} pixels, "
             f"the limit is {max_pixels} (pass max_pixels to raise it)"
         )

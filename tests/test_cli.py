@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -179,3 +180,70 @@ def test_readme_main_job_bundled_style_offline(tmp_path):
     # Nothing downloaded into the Keras cache (Keras itself only writes its keras.json).
     cached = [p.name for p in (tmp_path / "k").rglob("*") if p.is_file()]
     assert set(cached) <= {"keras.json"}
+
+
+@pytest.mark.parametrize("shape", [(12, 1500), (1500, 12), (3, 3)])
+def test_very_thin_or_tiny_photo_stylizes_on_every_path(
+    tmp_path, shape, painting_file, vgg16_weights_file
+):
+    """A 1500x12 photo used to end in a traceback (a max-pool on a 1-pixel-high map)."""
+    thin = tmp_path / f"thin_{shape[1]}x{shape[0]}.png"
+    images.save_image(np.full((*shape, 3), 120.0, np.float32), thin)
+    for extra in ([], ["--no-multiscale"], ["--optimizer", "adam"]):
+        out = tmp_path / "slow.png"
+        args = _stylize_args(thin, painting_file, out, vgg16_weights_file, *extra)
+        args[args.index("--size") + 1] = "128"
+        assert cli.main(args) == 0
+        expected = images.fit_size(shape, long_side=128)
+        assert images.load_image(out).shape == (*expected, 3)
+    out = tmp_path / "fast.png"
+    assert cli.main(["stylize", str(thin), "--style", "udnie", "-o", str(out), "-q"]) == 0
+    assert images.load_image(out).shape == (*shape, 3)
+
+
+def test_serve_bad_options_exit_2(capsys):
+    err = _error(capsys, ["serve", "--port", "70000"])
+    assert "--port" in err
+    err = _error(capsys, ["serve", "--model", "missing.keras"])
+    assert "not found" in err
+
+
+@pytest.mark.slow
+def test_serve_prints_its_url_and_answers(tmp_path):
+    pytest.importorskip("uvicorn")
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_style.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/styles") as r:
+                    assert "udnie" in r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_ordinary_photos_are_not_padded_for_the_slow_path(photo):
+    from keras_style import api, optimize
+
+    padded, crop = api._pad_thin(photo, optimize.OptimizeConfig(size=32))  # 27x32 at the level
+    assert padded is photo and crop(photo) is photo
+    padded, crop = api._pad_thin(photo[:4], optimize.OptimizeConfig(size=48))
+    assert padded.shape == (16, 48, 3) and crop(padded).shape == (4, 48, 3)

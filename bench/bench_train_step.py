@@ -8,9 +8,11 @@ library call behind `python -m training.train`) on real photos for a few
 steps: 256 px crops, batch 4, VGG16 perceptual loss, the bundled styles'
 clip head. The baseline is a git revision checked out into a temporary
 folder; rounds alternate baseline and current code, so load from other
-processes hits both alike. Per-step wall times come from a Keras callback;
-the first steps (tracing, warm-up) are dropped and the median of the rest
-is reported, with the machine's CPU model and flags, since the figures
+processes hits both alike. Per-step wall times and process CPU times come
+from a Keras callback; the first steps (tracing, warm-up) are dropped and
+the median of the rest is reported. CPU seconds per step (all threads) are
+the steadier figure on a shared machine, where other processes stretch the
+wall time. Both are reported with the machine's CPU model and flags, since the figures
 depend on them (bfloat16 only pays on CPUs with AMX/AVX512-BF16 units).
 """
 
@@ -32,16 +34,17 @@ import json, sys, time
 import keras
 from keras_style import trainer
 args = json.loads(sys.argv[1])
-times = []
+times, cpu = [], []
 class Timer(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
-        self.start = time.perf_counter()
+        self.start = time.perf_counter(), time.process_time()
     def on_train_batch_end(self, batch, logs=None):
-        times.append(time.perf_counter() - self.start)
+        times.append(time.perf_counter() - self.start[0])
+        cpu.append(time.process_time() - self.start[1])
 fields = {f for f in trainer.TrainConfig.__dataclass_fields__}
 config = trainer.TrainConfig(**{k: v for k, v in args["config"].items() if k in fields})
 result = trainer.train(config, callbacks=[Timer()], verbose=0)
-print("RESULT " + json.dumps({"step_s": times, "loss": result["history"].get("loss", [None])[-1]}))
+print("RESULT " + json.dumps({"step_s": times, "cpu_s": cpu}))
 """
 
 
@@ -131,18 +134,20 @@ def main():
                         if name == "current":
                             config["net_precision"] = args.net_precision
                         run = _run(tree, config, timeout=3600)
-                        timed = run["step_s"][2:]
                         record = {
                             "width": width,
                             "version": name,
                             "round": round_index,
-                            "median_step_s": statistics.median(timed),
+                            "median_step_s": statistics.median(run["step_s"][2:]),
+                            "median_cpu_s": statistics.median(run["cpu_s"][2:]),
                             "step_s": run["step_s"],
+                            "cpu_s": run["cpu_s"],
                         }
                         results["runs"].append(record)
                         print(
-                            f"width {width} {name:8s} round {round_index}: "
-                            f"median {record['median_step_s']:.2f} s/step",
+                            f"width {width} {name:8s} round {round_index}: median "
+                            f"{record['median_step_s']:.2f} s/step, {record['median_cpu_s']:.2f} "
+                            "CPU s/step",
                             flush=True,
                         )
         finally:
@@ -152,19 +157,20 @@ def main():
             )
     summary = {}
     for width in sorted({r["width"] for r in results["runs"]}):
-        med = {
-            v: statistics.median(
-                r["median_step_s"]
-                for r in results["runs"]
-                if r["width"] == width and r["version"] == v
+        entry = {}
+        for key in ("median_step_s", "median_cpu_s"):
+            med = {
+                v: statistics.median(
+                    r[key] for r in results["runs"] if r["width"] == width and r["version"] == v
+                )
+                for v in ("baseline", "current")
+            }
+            entry[key] = {**med, "speedup": med["baseline"] / med["current"]}
+            print(
+                f"width {width} {key}: baseline {med['baseline']:.2f}, current "
+                f"{med['current']:.2f}, {entry[key]['speedup']:.2f}x"
             )
-            for v in ("baseline", "current")
-        }
-        summary[str(width)] = {**med, "speedup": med["baseline"] / med["current"]}
-        print(
-            f"width {width}: baseline {med['baseline']:.2f} s, current {med['current']:.2f} s, "
-            f"{summary[str(width)]['speedup']:.2f}x"
-        )
+        summary[str(width)] = entry
     results["summary"] = summary
     try:
         results["load_average"] = os.getloadavg()

@@ -235,11 +235,14 @@ class CropToReference(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_style")
-class RowSplitConv2D(keras.layers.Conv2D):
-    """A stride-1 'valid' `Conv2D` whose training pass is cheap when it has few filters.
+class Conv2D(keras.layers.Conv2D):
+    """A stride-1 'valid' `keras.layers.Conv2D` with a cheap training pass for few filters.
 
-    Same weights, same config and same outputs as `keras.layers.Conv2D`. At
-    inference (and in every export) it is that layer. In training, a k x k
+    Same weights, same config and same outputs as `keras.layers.Conv2D`, and
+    the same class name on purpose: Keras names a layer's entry in a weights
+    file after its class, so the name keeps every saved network, checkpoint
+    and bundled style loadable into networks that use this layer and back.
+    At inference (and in every export) it is `keras.layers.Conv2D`. In training, a k x k
     convolution to `filters` channels is computed as a 1 x k convolution to
     k * filters channels (one group of filters per kernel row) followed by the
     sum of k row-shifted slices. oneDNN's weight gradient is very slow for a
@@ -264,8 +267,8 @@ class RowSplitConv2D(keras.layers.Conv2D):
         )
         if not plain:
             raise ValueError(
-                "RowSplitConv2D needs strides=1, dilation_rate=1, groups=1, padding='valid' "
-                "and channels_last data"
+                "keras_style.layers.Conv2D needs strides=1, dilation_rate=1, groups=1, "
+                "padding='valid' and channels_last data"
             )
 
     def call(self, inputs, training=None):

@@ -159,7 +159,7 @@ def test_straight_through_clip_clips_forward_and_passes_gradients():
 def _conv_pair(filters=3, kernel=9, channels=5):
     x = np.random.RandomState(1).normal(size=(2, 21, 18, channels)).astype(np.float32)
     plain = keras.layers.Conv2D(filters, kernel)
-    split = ks_layers.RowSplitConv2D(filters, kernel)
+    split = ks_layers.Conv2D(filters, kernel)
     plain.build(x.shape)
     split.build(x.shape)
     split.set_weights([w + 0.1 for w in plain.get_weights()])  # a non-zero bias too
@@ -185,9 +185,12 @@ def test_row_split_conv_equals_conv2d_and_its_gradients(training):
 
 def test_row_split_conv_round_trips_and_rejects_other_convolutions():
     _, _, split = _conv_pair(filters=4, kernel=3)
-    copy = ks_layers.RowSplitConv2D.from_config(split.get_config())
+    copy = ks_layers.Conv2D.from_config(split.get_config())
     assert copy.get_config() == split.get_config()
+    # Weights files name layers after their class: a keras Conv2D's weights load into it.
+    assert keras.saving.get_registered_name(ks_layers.Conv2D) == "keras_style>Conv2D"
+    assert type(split).__name__ == keras.layers.Conv2D.__name__
     with pytest.raises(ValueError, match="strides=1"):
-        ks_layers.RowSplitConv2D(3, 9, strides=2)
+        ks_layers.Conv2D(3, 9, strides=2)
     with pytest.raises(ValueError, match="valid"):
-        ks_layers.RowSplitConv2D(3, 9, padding="same")
+        ks_layers.Conv2D(3, 9, padding="same")

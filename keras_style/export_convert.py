@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_style import export_ops, export_rewrite, images
+from keras_style import export_graph, export_ops, export_rewrite, images
 
 #: Quantization modes, in report order.
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "int16x8")
@@ -289,6 +289,7 @@ def convert_model_with_recipe(
     int8_io="float32",
     rewrite=True,
     float_blocks=1,
+    xnnpack=True,
 ):
     """Converts a Keras network in one step and says how it was prepared.
 
@@ -302,15 +303,24 @@ def convert_model_with_recipe(
             converts the network as it is, for comparisons).
         float_blocks: conv blocks before the output head that `int8` keeps in
             float (see `prepare_for_quantization`).
+        xnnpack: convert `export_graph.xnnpack_copy` of the network, which the
+            XNNPACK delegate runs in one partition (its dynamic-size model
+            takes sides that are multiples of 4); False converts the Keras
+            graph as it is (the export before that rewrite, for comparisons).
 
     Returns:
         `(tflite bytes, recipe dict)`; the recipe also lists `float_tensors`,
-        the converted tensors kept in float.
+        the converted tensors kept in float, and `graph`, the graph converted.
     """
     calibration = _fit_calibration(calibration, size)
     network, float_layers, recipe = prepare_for_quantization(
         model, quantization, calibration, rewrite, float_blocks
     )
+    recipe = {**recipe, "graph": "xnnpack" if xnnpack else "keras"}
+    if xnnpack:
+        network = export_graph.xnnpack_copy(network)
+        if float_layers:
+            float_layers = (*float_layers, export_graph.FLOAT_SCOPE)
     with tempfile.TemporaryDirectory(prefix="keras_style_export_") as tmp:
         write_float_saved_model(network, tmp, size=size)
         content, nodes = _convert_saved_model(tmp, quantization, calibration, int8_io, float_layers)
@@ -319,7 +329,9 @@ def convert_model_with_recipe(
     return content, recipe
 
 
-def convert_model(model, quantization, size=None, calibration=None, int8_io="float32"):
+def convert_model(
+    model, quantization, size=None, calibration=None, int8_io="float32", xnnpack=True
+):
     """Converts a Keras network in one step (temporary SavedModel, then TFLite).
 
     Args:
@@ -328,8 +340,11 @@ def convert_model(model, quantization, size=None, calibration=None, int8_io="flo
         size: None for the dynamic-size model, else the fixed square side.
         calibration: photos for `CALIBRATED` modes (resized to `size` if fixed).
         int8_io: "float32" or "uint8" for `int8`.
+        xnnpack: convert the XNNPACK form of the graph (see `convert_model_with_recipe`).
 
     Returns:
         The .tflite flatbuffer as bytes.
     """
-    return convert_model_with_recipe(model, quantization, size, calibration, int8_io)[0]
+    return convert_model_with_recipe(
+        model, quantization, size, calibration, int8_io, xnnpack=xnnpack
+    )[0]

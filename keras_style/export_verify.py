@@ -16,6 +16,9 @@ import numpy as np
 
 from keras_style import images, metrics
 
+#: Sides of dynamic-size models are padded to multiples of this (`export_graph.SIZE_MULTIPLE`).
+SIZE_MULTIPLE = 4
+
 
 def _read(tflite_model):
     if isinstance(tflite_model, (bytes, bytearray)):
@@ -57,16 +60,31 @@ class TFLiteRunner:
         self.interpreter.allocate_tensors()
         self._shape = shape
 
+    @property
+    def dynamic(self):
+        """Whether the model takes any height and width (`resize_tensor_input`)."""
+        return bool(np.any(np.asarray(self.input_details["shape_signature"])[1:3] < 0))
+
     def __call__(self, batch):
-        """Stylizes one `[1, H, W, 3]` float batch in [0, 255]; returns float32 [0, 255]."""
+        """Stylizes one `[1, H, W, 3]` float batch in [0, 255]; returns float32 [0, 255].
+
+        A dynamic-size model gets the image reflection-padded at the bottom and
+        right to sides that are multiples of 4 (what the Keras network does
+        inside; the exported graph leaves it to the caller), and its output
+        cropped back.
+        """
         batch = np.asarray(batch, dtype=np.float32)
+        height, width = batch.shape[1:3]
+        if self.dynamic:
+            pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+            batch = np.pad(batch, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)], mode="reflect")
         self.prepare(batch.shape)
         self.interpreter.set_tensor(
             self.input_details["index"], _quantize(batch, self.input_details)
         )
         self.interpreter.invoke()
         output = self.interpreter.get_tensor(self.output_details["index"])
-        return _dequantize(output, self.output_details)
+        return _dequantize(output, self.output_details)[:, :height, :width]
 
 
 def _quantize(x, details):

@@ -62,9 +62,7 @@ def delegation(tflite_model, shape=None, num_threads=1):
     nodes = _interpreter(tflite_model, shape, num_threads)._get_ops_details()
     original = [n for n in nodes if n["op_name"] != "DELEGATE"]
     producer = {int(t): n["index"] for n in original for t in n["outputs"] if t >= 0}
-    partitions = [
-        _covered(nodes, n, producer) for n in nodes if n["op_name"] == "DELEGATE"
-    ]
+    partitions = [_covered(nodes, n, producer) for n in nodes if n["op_name"] == "DELEGATE"]
     inside = set().union(*partitions)
     outside = collections.Counter(n["op_name"] for n in original if n["index"] not in inside)
     return {
@@ -91,4 +89,3 @@ def test_shape(size=None, default=64):
     """The input shape at which a model is checked: its fixed size, else `default` pixels."""
     side = default if size is None else size
     return (1, side, side, 3)
-

@@ -113,7 +113,12 @@ class SliceReflectionPadding2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         top, bottom, left, right = self.pads
-        return (n, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
+        return (
+            n,
+            None if h is None else h + top + bottom,
+            None if w is None else w + left + right,
+            c,
+        )
 
     def get_config(self):
         return {**super().get_config(), "pads": self.pads}
@@ -299,11 +304,12 @@ class XnnBlockConv2D(keras.layers.Layer):
     """A stride-1 'valid' K x K convolution with few outputs, computed per 2x2 output block.
 
     One stride-2 convolution (`strided_block_kernel`) to 4x the output
-    channels; its output is blocked (`DepthToSpace` unblocks it): 3 output channels leave most of a CPU's
-    vector lanes idle, 12 fill them, for 1.23x the multiply-adds of a 9x9
-    kernel. Needs an even output size (the padded head of a multiple-of-4
-    image), and no shape arithmetic (SPACE_TO_DEPTH, the other way to
-    write it, is left outside by XNNPACK in dynamic-size models).
+    channels; its output stays blocked (`DepthToSpace` unblocks it). 3
+    output channels leave most of a CPU's vector lanes idle, 12 fill them,
+    for 1.23x the multiply-adds of a 9x9 kernel. Needs an even output size
+    (the padded head of a multiple-of-4 image), and no shape arithmetic
+    (SPACE_TO_DEPTH, the other way to write it, is left outside by XNNPACK
+    in dynamic-size models).
     """
 
     def __init__(self, filters, kernel_size, **kwargs):

@@ -204,13 +204,16 @@ def markdown_table(report):
         "PSNR dB",
         "SSIM",
         *timing,
+        "XNNPACK partitions",
         "GPU delegate",
     ]
     rows = [_row(v, sizes, threads) for v in report["variants"]]
     tf_ms = report.get("tensorflow_float32_ms", {})
     if tf_ms:
         tf_cells = [_ms(tf_ms.get(s)) if t == threads[-1] else "" for s in sizes for t in threads]
-        rows.append(["TensorFlow float32 (Keras)", "model.keras", "", "", "", "", *tf_cells, ""])
+        rows.append(
+            ["TensorFlow float32 (Keras)", "model.keras", "", "", "", "", *tf_cells, "", ""]
+        )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -233,8 +236,17 @@ def _row(variant, sizes, threads):
         "" if "psnr" not in variant else f"{variant['psnr']:.2f}",
         "" if "ssim" not in variant else f"{variant['ssim']:.4f}",
         *cells,
+        _xnnpack_cell(variant.get("xnnpack")),
         gpu,
     ]
+
+
+def _xnnpack_cell(info):
+    """`1` when XNNPACK runs everything, else the count and the operators left outside."""
+    if not info:
+        return ""
+    outside = ", ".join(f"{name} x{n}" for name, n in info["outside"].items())
+    return f"{info['partitions']}" + (f" (outside: {outside})" if outside else "")
 
 
 def write_json(data, path):

@@ -173,9 +173,9 @@ def _quality(model, variants, photos, size):
             continue
         runner = export_verify.TFLiteRunner(path, num_threads=2)
         out_crops = np.concatenate([runner(c[None]) for c in crops])
+        outputs = [runner(p[None])[0] for p in photos]
         full = [
-            (metrics.psnr(runner(p[None])[0], r), metrics.ssim(runner(p[None])[0], r))
-            for p, r in zip(photos, ref_full, strict=True)
+            (metrics.psnr(o, r), metrics.ssim(o, r)) for o, r in zip(outputs, ref_full, strict=True)
         ]
         result[name] = {
             f"{size}px": {

@@ -339,7 +339,7 @@ def export_tflite(
     training_config=None,
     log=None,
     quantization_recipe=True,
-    int8_float_blocks=1,
+    int8_float_blocks=export_convert.INT8_FLOAT_BLOCKS,
     xnnpack_graph=True,
 ):
     """Converts, checks, verifies and describes every requested TFLite variant.

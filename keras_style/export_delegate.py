@@ -14,6 +14,8 @@ replaced. Original nodes that no partition covers run outside the delegate.
 
 import collections
 
+import numpy as np
+
 
 def _interpreter(tflite_model, shape, num_threads):
     from ai_edge_litert.interpreter import Interpreter
@@ -22,8 +24,9 @@ def _interpreter(tflite_model, shape, num_threads):
         interpreter = Interpreter(model_content=bytes(tflite_model), num_threads=num_threads)
     else:
         interpreter = Interpreter(model_path=str(tflite_model), num_threads=num_threads)
-    if shape is not None:
-        detail = interpreter.get_input_details()[0]
+    detail = interpreter.get_input_details()[0]
+    dynamic = bool(np.any(np.asarray(detail["shape_signature"]) < 0))
+    if shape is not None and dynamic:
         if tuple(detail["shape"]) != tuple(shape):
             interpreter.resize_tensor_input(detail["index"], list(shape), strict=True)
     interpreter.allocate_tensors()
@@ -44,13 +47,26 @@ def _covered(nodes, delegate, producer):
     return covered
 
 
+def _split(tflite_model, shape, num_threads):
+    """(interpreter, partitions as node-index sets, original nodes outside every partition)."""
+    interpreter = _interpreter(tflite_model, shape, num_threads)
+    nodes = interpreter._get_ops_details()
+    original = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in original for t in n["outputs"] if t >= 0}
+    partitions = [_covered(nodes, n, producer) for n in nodes if n["op_name"] == "DELEGATE"]
+    inside = set().union(*partitions)
+    outside = [n for n in original if n["index"] not in inside]
+    return interpreter, partitions, original, outside
+
+
 def delegation(tflite_model, shape=None, num_threads=1):
     """The XNNPACK partitions of a model and the operators that run outside them.
 
     Args:
         tflite_model: .tflite bytes or path.
         shape: input shape to allocate a dynamic-size model at (e.g.
-            `[1, 384, 384, 3]`); None keeps the model's own.
+            `[1, 384, 384, 3]`; fixed-size models keep theirs); None keeps
+            the model's own.
         num_threads: interpreter threads (does not change the split).
 
     Returns:
@@ -59,19 +75,22 @@ def delegation(tflite_model, shape=None, num_threads=1):
         `{operator name: count}` of the nodes the interpreter runs itself
         (empty when XNNPACK runs the whole model).
     """
-    nodes = _interpreter(tflite_model, shape, num_threads)._get_ops_details()
-    original = [n for n in nodes if n["op_name"] != "DELEGATE"]
-    producer = {int(t): n["index"] for n in original for t in n["outputs"] if t >= 0}
-    partitions = [_covered(nodes, n, producer) for n in nodes if n["op_name"] == "DELEGATE"]
-    inside = set().union(*partitions)
-    outside = collections.Counter(n["op_name"] for n in original if n["index"] not in inside)
+    _, partitions, original, outside = _split(tflite_model, shape, num_threads)
+    counts = collections.Counter(n["op_name"] for n in outside)
     return {
         "partitions": len(partitions),
         "nodes_per_partition": [len(p) for p in partitions],
         "nodes": len(original),
-        "delegated_nodes": len(inside),
-        "outside": dict(sorted(outside.items())),
+        "delegated_nodes": len(original) - len(outside),
+        "outside": dict(sorted(counts.items())),
     }
+
+
+def outside_tensor_names(tflite_model, shape=None):
+    """Names of the output tensors of the nodes that run outside XNNPACK (see `delegation`)."""
+    interpreter, _, _, outside = _split(tflite_model, shape, 1)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    return sorted({names[int(t)] for n in outside for t in n["outputs"] if t >= 0})
 
 
 def summary(info):

@@ -284,7 +284,9 @@ def _markdown_document(report):
             f"Quality: PSNR/SSIM against the float32 Keras output on {report['num_test_photos']} "
             "test photos (worst size). Latency: median LiteRT `invoke()` per image on this CPU "
             f"({report.get('cpu', 'unknown CPU')}), T = interpreter threads; the TensorFlow row "
-            "uses all cores. Dynamic models are timed at every size via `resize_tensor_input`."
+            "uses all cores. Dynamic models are timed at every size via `resize_tensor_input`. "
+            "XNNPACK partitions: delegate partitions in the LiteRT interpreter (1 = the "
+            "whole model runs in XNNPACK) and the operators left to the interpreter."
         ),
         "",
         markdown_table(report),

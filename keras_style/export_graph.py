@@ -11,7 +11,7 @@ model. `xnnpack_copy` clones the network with the same weights and the same
 function, rewritten into operators it does take:
 
 - reflection padding (and the static pad to a multiple of 4) as slices and
-  one concatenation per axis;
+  concatenations of at most 4 inputs (XNNPACK declines larger ones);
 - nearest x2 upsampling, 1-pixel reflection padding and a 3x3 convolution as
   four 2x2 convolutions at the low resolution, interleaved with
   DEPTH_TO_SPACE (`fast_graph.subpixel_kernels`: 2.25 times fewer

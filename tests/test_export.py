@@ -16,7 +16,14 @@ import pytest
 from conftest import make_photo
 from PIL import Image
 
-from keras_style import export, export_convert, export_ops, export_verify, metrics
+from keras_style import (
+    export,
+    export_convert,
+    export_delegate,
+    export_ops,
+    export_verify,
+    metrics,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (32,)
@@ -222,8 +229,8 @@ def test_flex_op_fails_the_builtin_check():
 @pytest.mark.slow
 def test_gpu_check_rejects_the_dynamic_model(tflite_dir):
     issues = export_ops.gpu_delegate_issues(tflite_dir / "float16.tflite")
-    assert any("SHAPE" in issue for issue in issues)
     assert any("dynamic shapes" in issue for issue in issues)
+    assert not any("SHAPE" in issue for issue in issues)  # the XNNPACK graph has no shape ops
 
 
 def test_operator_names_rejects_non_tflite(tmp_path):
@@ -407,21 +414,29 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
     content, recipe = export_convert.convert_model_with_recipe(
         model, "int8", calibration=calibration
     )
-    assert none == {} and recipe["float_layers"] == [
+    assert none == {"graph": "keras"} and recipe["float_layers"] == [
         "head_pad",
         "up2_relu",
         "up2_norm",
         "up2_conv",
+        "up2_pad",
+        "up2_upsample",
+        "up1_relu",
+        "up1_norm",
+        "up1_conv",
         "head_conv",
         "head_tanh",
-    ]
+    ]  # default: both upsampling blocks (export_convert.INT8_FLOAT_BLOCKS)
     assert recipe["float_tensors"] > 0 and recipe["rewrite"]["float_psnr"] > 70.0
     export_ops.check_builtin_ops(content)
     assert {"DEQUANTIZE", "QUANTIZE"} <= set(export_ops.operator_names(content))
     assert _weight_dtypes(naive, "head_conv") == {"int8"}
     assert _weight_dtypes(content, "head_conv") == {"float32"}
     assert _weight_dtypes(content, "up2_conv") == {"float32"}
+    assert _weight_dtypes(content, "up1_conv") == {"float32"}
     assert _weight_dtypes(content, "res1_a_conv") == {"int8"}
+    info = export_delegate.delegation(content, (1, 32, 40, 3))
+    assert info["partitions"] == 1 and info["outside"] == {}, info
     image = make_photo(32, 40, seed=9)[None]
     output = export_verify.TFLiteRunner(content)(image)
     assert output.shape == image.shape and 0.0 <= output.min() and output.max() <= 255.0
@@ -450,6 +465,8 @@ def test_residual_head_converts_and_keeps_its_input_path_in_float(photo_dir):
     )
     assert "residual_add" in recipe["float_layers"]
     export_ops.check_builtin_ops(content)
+    info = export_delegate.delegation(content, (1, 32, 40, 3))
+    assert info["partitions"] == 1 and info["outside"] == {}, info
     image = make_photo(32, 40, seed=9)[None]
     expected = model.predict_on_batch(image)
     assert np.abs(expected - image).mean() > 5.0  # the network changes the photo
@@ -517,8 +534,6 @@ def test_reflect_pad_and_edge_pad_match_numpy():
 
 def test_delegation_finds_what_runs_outside_xnnpack(tiny):
     """The Keras graph as it is splits around MIRROR_PAD; the XNNPACK form runs in one piece."""
-    from keras_style import export_delegate
-
     model = tiny[0]
     old = export_convert.convert_model(model, "float32", size=32, xnnpack=False)
     info = export_delegate.delegation(old)

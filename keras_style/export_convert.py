@@ -223,7 +223,8 @@ def _declined_int8_ops(content, candidates):
     from keras_style import export_delegate
 
     outside = export_delegate.outside_tensor_names(content, export_delegate.test_shape(None))
-    return [name for name in outside if name in candidates]
+    # The quantizer appends a digit to the int8 twin of a model output ("...:0" -> "...:01").
+    return [n if n in candidates else n[:-1] for n in outside if {n, n[:-1]} & candidates]
 
 
 def convert_saved_model(

@@ -419,12 +419,11 @@ def export_tflite(
                 float_blocks=int8_float_blocks,
                 xnnpack=xnnpack_graph,
             )
-            entry = _write_variant(tmp, content, quantization, size, int8_io, metadata, recipe)
-            entry["xnnpack"] = export_delegate.delegation(
-                content, export_delegate.test_shape(size, min(sizes))
+            shape = export_delegate.test_shape(size, min(sizes))
+            entry = _write_variant(
+                tmp, content, quantization, size, int8_io, metadata, recipe, shape
             )
             log(f"{entry['name']}: {export_delegate.summary(entry['xnnpack'])}")
-            _add_to_card(tmp / entry["card"], {"xnnpack": entry["xnnpack"]})
             if photos:
                 log(f"verifying {entry['name']}")
                 chosen = sizes if size is None else (size,)
@@ -470,8 +469,14 @@ def _report_header(metadata, quantizations, sizes, threads, cal_files, test_file
     }
 
 
-def _write_variant(folder, content, quantization, size, int8_io, metadata, recipe=None):
-    """Writes one .tflite file and its model card; enforces the GPU check on fixed float models."""
+def _write_variant(
+    folder, content, quantization, size, int8_io, metadata, recipe=None, check_shape=None
+):
+    """Writes one .tflite file and its model card; enforces the GPU check on fixed float models.
+
+    The card and the entry also get the file's XNNPACK partitions (`export_delegate.delegation`,
+    allocated at `check_shape` when the model has a dynamic size).
+    """
     name = variant_name(quantization, size)
     path = folder / f"{name}.tflite"
     gpu_issues = export_ops.gpu_delegate_issues(content)
@@ -481,8 +486,10 @@ def _write_variant(folder, content, quantization, size, int8_io, metadata, recip
     graph = (recipe or {}).get("graph", "xnnpack")
     card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph)
     card["quantization_recipe"] = recipe or {}
+    card["xnnpack"] = export_delegate.delegation(content, check_shape)
     export_verify.write_json(card, folder / f"{name}.json")
     return {
+        "xnnpack": card["xnnpack"],
         "recipe": recipe or {},
         "name": name,
         "file": path.name,
@@ -493,11 +500,6 @@ def _write_variant(folder, content, quantization, size, int8_io, metadata, recip
         "operators": card["operators"],
         "gpu_delegate_issues": gpu_issues,
     }
-
-
-def _add_to_card(path, fields):
-    card = json.loads(Path(path).read_text())
-    export_verify.write_json({**card, **fields}, path)
 
 
 def _tensor_card(details, signature_name):

@@ -40,7 +40,7 @@ _THREADS = flags.DEFINE_list("threads", ["1", "2"], "LiteRT thread counts to tim
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs per latency figure (median).")
 _FLOAT_BLOCKS = flags.DEFINE_integer(
     "int8_float_blocks",
-    1,
+    2,
     "Conv blocks before the output head that the int8 model keeps in float (0: head only).",
     lower_bound=0,
 )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_style import export_convert, export_ops, export_verify
+from keras_style import export_convert, export_delegate, export_ops, export_verify
 from keras_style.export_convert import GPU_QUANTIZATIONS, QUANTIZATIONS
 from keras_style.export_ops import ExportError
 
@@ -339,7 +339,8 @@ def export_tflite(
     training_config=None,
     log=None,
     quantization_recipe=True,
-    int8_float_blocks=1,
+    int8_float_blocks=export_convert.INT8_FLOAT_BLOCKS,
+    xnnpack_graph=True,
 ):
     """Converts, checks, verifies and describes every requested TFLite variant.
 
@@ -369,6 +370,12 @@ def export_tflite(
             report says what was done.
         int8_float_blocks: conv blocks before the output head that `int8`
             keeps in float besides the head (more: closer to float32, slower).
+        xnnpack_graph: convert the XNNPACK form of the network
+            (`export_graph.xnnpack_copy`: one delegate partition, nothing on
+            the interpreter's reference kernels; dynamic-size models then take
+            sides that are multiples of 4); False converts the Keras graph as
+            it is (the export before that rewrite). Each variant's `xnnpack`
+            entry in the report gives its partitions and the operators outside.
 
     Returns:
         The report dict also written to `out_dir/report.json` (and `report.md`).
@@ -410,8 +417,13 @@ def export_tflite(
                 int8_io,
                 rewrite=quantization_recipe,
                 float_blocks=int8_float_blocks,
+                xnnpack=xnnpack_graph,
             )
-            entry = _write_variant(tmp, content, quantization, size, int8_io, metadata, recipe)
+            shape = export_delegate.test_shape(size, min(sizes))
+            entry = _write_variant(
+                tmp, content, quantization, size, int8_io, metadata, recipe, shape
+            )
+            log(f"{entry['name']}: {export_delegate.summary(entry['xnnpack'])}")
             if photos:
                 log(f"verifying {entry['name']}")
                 chosen = sizes if size is None else (size,)
@@ -457,18 +469,27 @@ def _report_header(metadata, quantizations, sizes, threads, cal_files, test_file
     }
 
 
-def _write_variant(folder, content, quantization, size, int8_io, metadata, recipe=None):
-    """Writes one .tflite file and its model card; enforces the GPU check on fixed float models."""
+def _write_variant(
+    folder, content, quantization, size, int8_io, metadata, recipe=None, check_shape=None
+):
+    """Writes one .tflite file and its model card; enforces the GPU check on fixed float models.
+
+    The card and the entry also get the file's XNNPACK partitions (`export_delegate.delegation`,
+    allocated at `check_shape` when the model has a dynamic size).
+    """
     name = variant_name(quantization, size)
     path = folder / f"{name}.tflite"
     gpu_issues = export_ops.gpu_delegate_issues(content)
     if size is not None and quantization in GPU_QUANTIZATIONS and gpu_issues:
         raise ExportError(f"{path.name} is not GPU-delegate compatible: " + "; ".join(gpu_issues))
     path.write_bytes(content)
-    card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata)
+    graph = (recipe or {}).get("graph", "xnnpack")
+    card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph)
     card["quantization_recipe"] = recipe or {}
+    card["xnnpack"] = export_delegate.delegation(content, check_shape)
     export_verify.write_json(card, folder / f"{name}.json")
     return {
+        "xnnpack": card["xnnpack"],
         "recipe": recipe or {},
         "name": name,
         "file": path.name,
@@ -498,7 +519,7 @@ def _tensor_card(details, signature_name):
     return card
 
 
-def _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata):
+def _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph="xnnpack"):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
@@ -512,17 +533,25 @@ def _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata):
         "input": _tensor_card(interpreter.get_input_details()[0], signature["inputs"][0]),
         "output": _tensor_card(interpreter.get_output_details()[0], signature["outputs"][0]),
         "dynamic_size": size is None,
-        "usage": (
-            "resize_tensor_input(input_index, [1, H, W, 3]) then allocate_tensors()"
-            if size is None
-            else f"fixed {size}x{size} input; intended for GPU delegates"
-        ),
+        "usage": _usage(size, graph),
         "bytes": path.stat().st_size,
         "operators": export_ops.operator_names(path),
         "gpu_delegate_compatible": not gpu_issues,
         "gpu_delegate_issues": gpu_issues,
         **metadata,
     }
+
+
+def _usage(size, graph):
+    if size is not None:
+        return f"fixed {size}x{size} input; for GPU delegates (and XNNPACK on CPU)"
+    if graph == "keras":
+        return "resize_tensor_input(input_index, [1, H, W, 3]) then allocate_tensors()"
+    return (
+        "resize_tensor_input(input_index, [1, H, W, 3]) then allocate_tensors(); H and W must "
+        "be multiples of 4: reflection-pad the image at the bottom and right to the next "
+        "multiple of 4 and crop the output back (what the Keras model does inside)"
+    )
 
 
 def _add_size_ratios(variants):

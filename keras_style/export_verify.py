@@ -16,6 +16,9 @@ import numpy as np
 
 from keras_style import images, metrics
 
+#: Sides of dynamic-size models are padded to multiples of this (`export_graph.SIZE_MULTIPLE`).
+SIZE_MULTIPLE = 4
+
 
 def _read(tflite_model):
     if isinstance(tflite_model, (bytes, bytearray)):
@@ -57,16 +60,31 @@ class TFLiteRunner:
         self.interpreter.allocate_tensors()
         self._shape = shape
 
+    @property
+    def dynamic(self):
+        """Whether the model takes any height and width (`resize_tensor_input`)."""
+        return bool(np.any(np.asarray(self.input_details["shape_signature"])[1:3] < 0))
+
     def __call__(self, batch):
-        """Stylizes one `[1, H, W, 3]` float batch in [0, 255]; returns float32 [0, 255]."""
+        """Stylizes one `[1, H, W, 3]` float batch in [0, 255]; returns float32 [0, 255].
+
+        A dynamic-size model gets the image reflection-padded at the bottom and
+        right to sides that are multiples of 4 (what the Keras network does
+        inside; the exported graph leaves it to the caller), and its output
+        cropped back.
+        """
         batch = np.asarray(batch, dtype=np.float32)
+        height, width = batch.shape[1:3]
+        if self.dynamic:
+            pad_h, pad_w = -height % SIZE_MULTIPLE, -width % SIZE_MULTIPLE
+            batch = np.pad(batch, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)], mode="reflect")
         self.prepare(batch.shape)
         self.interpreter.set_tensor(
             self.input_details["index"], _quantize(batch, self.input_details)
         )
         self.interpreter.invoke()
         output = self.interpreter.get_tensor(self.output_details["index"])
-        return _dequantize(output, self.output_details)
+        return _dequantize(output, self.output_details)[:, :height, :width]
 
 
 def _quantize(x, details):
@@ -186,13 +204,16 @@ def markdown_table(report):
         "PSNR dB",
         "SSIM",
         *timing,
+        "XNNPACK partitions",
         "GPU delegate",
     ]
     rows = [_row(v, sizes, threads) for v in report["variants"]]
     tf_ms = report.get("tensorflow_float32_ms", {})
     if tf_ms:
         tf_cells = [_ms(tf_ms.get(s)) if t == threads[-1] else "" for s in sizes for t in threads]
-        rows.append(["TensorFlow float32 (Keras)", "model.keras", "", "", "", "", *tf_cells, ""])
+        rows.append(
+            ["TensorFlow float32 (Keras)", "model.keras", "", "", "", "", *tf_cells, "", ""]
+        )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -215,8 +236,17 @@ def _row(variant, sizes, threads):
         "" if "psnr" not in variant else f"{variant['psnr']:.2f}",
         "" if "ssim" not in variant else f"{variant['ssim']:.4f}",
         *cells,
+        _xnnpack_cell(variant.get("xnnpack")),
         gpu,
     ]
+
+
+def _xnnpack_cell(info):
+    """`1` when XNNPACK runs everything, else the count and the operators left outside."""
+    if not info:
+        return ""
+    outside = ", ".join(f"{name} x{n}" for name, n in info["outside"].items())
+    return f"{info['partitions']}" + (f" (outside: {outside})" if outside else "")
 
 
 def write_json(data, path):
@@ -254,7 +284,9 @@ def _markdown_document(report):
             f"Quality: PSNR/SSIM against the float32 Keras output on {report['num_test_photos']} "
             "test photos (worst size). Latency: median LiteRT `invoke()` per image on this CPU "
             f"({report.get('cpu', 'unknown CPU')}), T = interpreter threads; the TensorFlow row "
-            "uses all cores. Dynamic models are timed at every size via `resize_tensor_input`."
+            "uses all cores. Dynamic models are timed at every size via `resize_tensor_input`. "
+            "XNNPACK partitions: delegate partitions in the LiteRT interpreter (1 = the "
+            "whole model runs in XNNPACK) and the operators left to the interpreter."
         ),
         "",
         markdown_table(report),

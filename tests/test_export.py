@@ -16,7 +16,14 @@ import pytest
 from conftest import make_photo
 from PIL import Image
 
-from keras_style import export, export_convert, export_ops, export_verify, metrics
+from keras_style import (
+    export,
+    export_convert,
+    export_delegate,
+    export_ops,
+    export_verify,
+    metrics,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (32,)
@@ -146,6 +153,12 @@ def test_report_and_model_cards(tflite_dir):
     assert by_name["float16"]["recipe"] == {} and "## Quantization recipe" in markdown
     assert set(report["tensorflow_float32_ms"]) == {str(s) for s in SIZES}
     assert "TensorFlow float32" in markdown
+    for name in ("float32", "float16", "int8", *FIXED):  # XNNPACK runs the whole model
+        assert by_name[name]["xnnpack"]["partitions"] == 1, by_name[name]["xnnpack"]
+        assert by_name[name]["xnnpack"]["outside"] == {}, by_name[name]["xnnpack"]
+        card = json.loads((tflite_dir / by_name[name]["card"]).read_text())
+        assert card["xnnpack"] == by_name[name]["xnnpack"]
+    assert "multiples of 4" in json.loads((tflite_dir / "float32.json").read_text())["usage"]
 
 
 @pytest.mark.slow
@@ -216,8 +229,8 @@ def test_flex_op_fails_the_builtin_check():
 @pytest.mark.slow
 def test_gpu_check_rejects_the_dynamic_model(tflite_dir):
     issues = export_ops.gpu_delegate_issues(tflite_dir / "float16.tflite")
-    assert any("SHAPE" in issue for issue in issues)
     assert any("dynamic shapes" in issue for issue in issues)
+    assert not any("SHAPE" in issue for issue in issues)  # the XNNPACK graph has no shape ops
 
 
 def test_operator_names_rejects_non_tflite(tmp_path):
@@ -406,16 +419,24 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
         "up2_relu",
         "up2_norm",
         "up2_conv",
+        "up2_pad",
+        "up2_upsample",
+        "up1_relu",
+        "up1_norm",
+        "up1_conv",
         "head_conv",
         "head_tanh",
-    ]
+    ]  # default: both upsampling blocks (export_convert.INT8_FLOAT_BLOCKS)
     assert recipe["float_tensors"] > 0 and recipe["rewrite"]["float_psnr"] > 70.0
     export_ops.check_builtin_ops(content)
     assert {"DEQUANTIZE", "QUANTIZE"} <= set(export_ops.operator_names(content))
     assert _weight_dtypes(naive, "head_conv") == {"int8"}
     assert _weight_dtypes(content, "head_conv") == {"float32"}
     assert _weight_dtypes(content, "up2_conv") == {"float32"}
+    assert _weight_dtypes(content, "up1_conv") == {"float32"}
     assert _weight_dtypes(content, "res1_a_conv") == {"int8"}
+    info = export_delegate.delegation(content, (1, 32, 40, 3))
+    assert info["partitions"] == 1 and info["outside"] == {}, info
     image = make_photo(32, 40, seed=9)[None]
     output = export_verify.TFLiteRunner(content)(image)
     assert output.shape == image.shape and 0.0 <= output.min() and output.max() <= 255.0
@@ -444,6 +465,8 @@ def test_residual_head_converts_and_keeps_its_input_path_in_float(photo_dir):
     )
     assert "residual_add" in recipe["float_layers"]
     export_ops.check_builtin_ops(content)
+    info = export_delegate.delegation(content, (1, 32, 40, 3))
+    assert info["partitions"] == 1 and info["outside"] == {}, info
     image = make_photo(32, 40, seed=9)[None]
     expected = model.predict_on_batch(image)
     assert np.abs(expected - image).mean() > 5.0  # the network changes the photo
@@ -464,3 +487,65 @@ def test_saved_model_from_a_bundled_style_name(tiny, tmp_path, monkeypatch):
     assert model_card["training_config"] == card["training"]["config"]
     with pytest.raises(ValueError, match="Model file not found: monet"):
         export.export_saved_model("monet", tmp_path / "other")
+
+
+# ---------------------------------------------------------------------------
+# The XNNPACK form of the graph (export_graph) and the delegate report (export_delegate)
+
+
+@pytest.mark.parametrize("head", ["tanh", "clip", "residual"])
+def test_xnnpack_copy_computes_the_network(head):
+    """Same function as the Keras network: static sizes (any) and dynamic ones (multiples of 4)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_style import export_graph
+    from keras_style.transformer_net import TransformerNet
+
+    keras.utils.set_random_seed(3)
+    model = TransformerNet(width=0.25, head=head)
+    head_conv = model.get_layer("head_conv")
+    head_conv.set_weights([w + 0.01 for w in head_conv.get_weights()])  # residual: not zeros
+    copy = export_graph.xnnpack_copy(model)
+    kinds = {type(layer).__name__ for layer in copy.layers}
+    assert {"SliceReflectionPadding2D", "XnnSubpixelUpConv2D", "XnnBlockConv2D"} <= kinds
+    assert "ReflectionPadding2D" not in kinds and "NearestUpsampling2D" not in kinds
+    for height, width in ((30, 34), (24, 36)):  # static: padded to 32 x 36 inside, cropped
+        image = make_photo(height, width, seed=height)[None]
+        expected = _keras(model, image)
+        assert np.abs(_keras(copy, image) - expected).max() < 0.05
+    dynamic = tf.function(copy, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    image = make_photo(28, 40, seed=1)[None]
+    assert np.abs(dynamic(image).numpy() - _keras(model, image)).max() < 0.05
+
+
+def test_reflect_pad_and_edge_pad_match_numpy():
+    from keras_style import export_graph
+
+    x = np.arange(2 * 6 * 7 * 2, dtype=np.float32).reshape(2, 6, 7, 2)
+    padded = export_graph.SliceReflectionPadding2D((4, 2, 1, 3))(x)
+    expected = np.pad(x, [(0, 0), (4, 2), (1, 3), (0, 0)], mode="reflect")
+    assert np.array_equal(np.asarray(padded), expected)
+    edge = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="edge")
+    assert np.array_equal(np.asarray(export_graph.edge_pad(x)), edge)
+    pieces = [x[:, i : i + 1] for i in range(6)]
+    assert np.array_equal(np.asarray(export_graph.concatenate(pieces, 1)), x)
+
+
+def test_delegation_finds_what_runs_outside_xnnpack(tiny):
+    """The Keras graph as it is splits around MIRROR_PAD; the XNNPACK form runs in one piece."""
+    model = tiny[0]
+    old = export_convert.convert_model(model, "float32", size=32, xnnpack=False)
+    info = export_delegate.delegation(old)
+    assert info["partitions"] > 1 and info["outside"]["MIRROR_PAD"] == 16  # one per conv
+    assert info["delegated_nodes"] + sum(info["outside"].values()) == info["nodes"]
+    assert "outside: " in export_delegate.summary(
+        info
+    ) and "MIRROR_PAD x16" in export_delegate.summary(info)
+    new = export_convert.convert_model(model, "float32", size=32)
+    info = export_delegate.delegation(new)
+    assert info["partitions"] == 1 and info["outside"] == {}
+    assert info["delegated_nodes"] == info["nodes"]
+    assert export_delegate.summary(info) == "1 XNNPACK partition, nothing outside"
+    image = make_photo(32, 32, seed=4)[None]
+    assert metrics.psnr(export_verify.TFLiteRunner(new)(image), _keras(model, image)) > 80.0

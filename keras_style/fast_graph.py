@@ -286,7 +286,7 @@ def _kernel_and_bias(conv):
 def _plain_conv(layer, kernel_size=None):
     """Whether `layer` is a stride-1, 'valid', undilated, ungrouped square Conv2D in NHWC."""
     return (
-        type(layer) is keras.layers.Conv2D
+        type(layer) in (keras.layers.Conv2D, ks_layers.Conv2D)  # the latter: same at inference
         and layer.strides == (1, 1)
         and layer.padding == "valid"
         and layer.dilation_rate == (1, 1)

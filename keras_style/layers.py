@@ -247,9 +247,9 @@ class Conv2D(keras.layers.Conv2D):
     k * filters channels (one group of filters per kernel row) followed by the
     sum of k row-shifted slices. oneDNN's weight gradient is very slow for a
     convolution with few output channels and a large kernel (the network's
-    9x9 output convolution to 3 channels took 19% of a training step); the
-    split form's gradients are ordinary wide convolutions and slices, 4.7x
-    faster for that layer on a 2-core AVX2 CPU (`bench/bench_train_step.py`).
+    9x9 output convolution to 3 channels took 15% of a training step); the
+    split form's gradients are ordinary wide convolutions and slices, 3.9x
+    faster for that layer on a 2-core AVX2 CPU (`bench/bench_train_ops.py`).
 
     Args:
         filters, kernel_size, **kwargs: as for `keras.layers.Conv2D`; strides,

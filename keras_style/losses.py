@@ -60,8 +60,8 @@ def gram_matrix(features):
     """(N, H, W, C) features -> (N, C, C) Gram matrices, divided by H * W.
 
     A batched matmul of the (N, H * W, C) features with themselves: under
-    TensorFlow on the CPU its forward and backward run 1.8x faster than the
-    equivalent einsum (`bench/bench_train_step.py`).
+    TensorFlow on the CPU its forward and backward run 1.5x faster than the
+    equivalent einsum (`bench/bench_train_ops.py`).
     """
     features = ops.convert_to_tensor(features, "float32")
     shape = ops.shape(features)

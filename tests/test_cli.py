@@ -61,28 +61,64 @@ def test_console_script_end_to_end(tmp_path, photo_file, painting_file, vgg16_we
     assert image.shape == (27, 32, 3)
 
 
-def test_in_process_options(tmp_path, photo_file, painting_file, vgg16_weights_file):
-    out = tmp_path / "out.jpg"
-    code = cli.main(
-        _stylize_args(
-            photo_file,
-            painting_file,
-            out,
-            vgg16_weights_file,
-            "--optimizer",
-            "adam",
-            "--preserve-color",
-            "--style-weights",
-            "1",
-            "--style-scale",
-            "0.5",
-            "--save-every",
-            "1",
-            "--intermediate-dir",
-            str(tmp_path / "steps"),
-        )
-    )
-    assert code == 0 and out.exists()
+def test_in_process_options(tmp_path, monkeypatch, photo_file, painting_file, vgg16_weights_file):
+    """Each slow-path option given on the command line changes what is computed."""
+    from conftest import make_painting
+    from PIL import Image
+
+    from keras_style import optimize
+
+    other = tmp_path / "other.png"  # a second, differently coloured and textured painting
+    Image.fromarray(make_painting(seed=7)[:, ::-1, ::-1].astype(np.uint8)).save(other)
+    adam_calls = []
+    real_adam = optimize.run_adam
+
+    def spy_adam(step, x0, targets, iterations, learning_rate, report):
+        adam_calls.append((iterations, learning_rate))
+        return real_adam(step, x0, targets, iterations, learning_rate, report)
+
+    monkeypatch.setattr(optimize, "run_adam", spy_adam)
+
+    def run(name, *extra, paintings=(painting_file,)):
+        out = tmp_path / f"{name}.png"
+        args = _stylize_args(photo_file, paintings[0], out, vgg16_weights_file, *extra)
+        args[2:3] = [str(p) for p in paintings]
+        assert cli.main(args) == 0
+        return images.load_image(out)
+
+    # --optimizer adam (and --learning-rate) reach Adam; the default is L-BFGS.
+    base = run("base")
+    assert adam_calls == []
+    adam = run("adam", "--optimizer", "adam", "--learning-rate", "3")
+    assert adam_calls == [(2, 3.0)]
+    assert np.abs(adam - base).mean() > 0.5
+
+    # --preserve-color: the output keeps the photo's chrominance (YUV's U and V).
+    from keras import ops
+
+    def chroma(x):
+        return ops.convert_to_numpy(images.rgb_to_yuv(x))[..., 1:]
+
+    photo = images.resize(images.load_image(photo_file), base.shape[:2])
+    kept = run("kept", "--preserve-color")
+    assert np.abs(chroma(kept) - chroma(photo)).mean() < 1.5  # 8-bit rounding and clipping
+    assert np.abs(chroma(base) - chroma(photo)).mean() > 5.0
+
+    # --style-weights: 1,0 is the first painting alone, 0,1 the second alone.
+    both = (painting_file, other)
+    first_only = run("w10", "--style-weights", "1,0", paintings=both)
+    second_only = run("w01", "--style-weights", "0,1", paintings=both)
+    alone = run("second_alone", paintings=(other,))
+    np.testing.assert_allclose(first_only, base, atol=1.0)
+    np.testing.assert_allclose(second_only, alone, atol=1.0)
+    assert np.abs(first_only - second_only).mean() > 5.0
+
+    # --style-scale: the painting's features are taken at another size.
+    scaled = run("scaled", "--style-scale", "0.5")
+    assert np.abs(scaled - base).mean() > 0.5
+
+    # --save-every / --intermediate-dir write the intermediate steps.
+    run("steps", "--save-every", "1", "--intermediate-dir", str(tmp_path / "steps"))
     assert len(list((tmp_path / "steps").glob("step_*.png"))) == 2
 
 

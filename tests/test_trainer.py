@@ -127,6 +127,38 @@ def test_net_precision_validation():
         TrainConfig(style_image="x.jpg", net_precision="bfloat16", mixed_precision=True)
 
 
+@pytest.mark.slow
+def test_mixed_precision_flag_trains_in_float16_with_float32_state(tmp_path, files):
+    """README: `--mixed_precision` is `--net_precision=float16`: float16 compute, float32 state."""
+    workdir = tmp_path / "mixed"
+    command = tiny_train_command(
+        workdir, files, "--steps=2", "--checkpoint_every=2", "--sample_every=0"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [*command, "--mixed_precision"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = TrainConfig.from_json(workdir / "config.json")
+    assert config.mixed_precision and config.dtype_policy() == "mixed_float16"
+    checkpoint = workdir / "checkpoints" / "ckpt-2"
+    names = json.loads((checkpoint / "state.json").read_text())["optimizer_variables"]
+    assert any("scale" in name for name in names), names  # float16's loss scaling
+    saved = np.load(checkpoint / "optimizer.npz")
+    assert {saved[k].dtype for k in saved.files if saved[k].dtype.kind == "f"} == {
+        np.dtype("float32")
+    }
+    built = trainer.build_trainer(config)
+    conv = built.net.get_layer("res1_a_conv")
+    assert conv.compute_dtype == "float16" and conv.kernel.dtype == "float32"
+    loaded = keras.saving.load_model(workdir / "model.keras")
+    assert loaded.get_layer("res1_a_conv").compute_dtype == "float32"
+    assert all(w.dtype == np.float32 for w in loaded.get_weights())
+    plain = trainer.build_trainer(_config(tmp_path, files))
+    assert plain.net.get_layer("res1_a_conv").compute_dtype == "float32"
+    assert not any("scale" in v.path for v in plain.optimizer.variables)
+
+
 def test_distill_loss_trains_on_pairs(tmp_path, files):
     config = _config(tmp_path, files, loss="distill", style_weight=0.0)
     model = trainer.build_trainer(config)

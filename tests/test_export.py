@@ -2,7 +2,7 @@
 
 The TFLite variants are converted once, by the `export.convert_tflite` binary
 in a subprocess (TFLiteConverter leaks memory per conversion), from a tiny
-untrained network; the tests then load and run the files with ai_edge_litert.
+network trained for a few seconds; the tests then load and run the files with ai_edge_litert.
 """
 
 import json

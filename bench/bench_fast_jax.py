@@ -11,7 +11,7 @@ Prints, and writes as JSON with `--json PATH`:
   after `--warmup` calls, each ended by `block_until_ready`) for every size,
   batch size and variant:
     fast-float32, fast-bfloat16: `FastStylizer(net, precision=...)`'s
-        rewritten network (`keras_style.fast_graph`);
+        rewritten network (`keras_style.fast.graph`);
     plain-float32, plain-bfloat16, plain-float16: the plain `TransformerNet`
         (built under the "float32", "mixed_bfloat16", "mixed_float16"
         policies, same weights); fast_graph has no float16, so float16 is
@@ -26,7 +26,7 @@ Prints, and writes as JSON with `--json PATH`:
   (PSNR, mean over images, and the largest absolute pixel difference, on
   outputs clipped to [0, 255]);
 - optionally (`--train_steps N`) training speed: N steps of the perceptual
-  loss through `keras_style.trainer.build_trainer` and `fit` (VGG16, random
+  loss through `keras_style.train.trainer.build_trainer` and `fit` (VGG16, random
   weights unless `--vgg_weights`; speed does not depend on the weights);
 - `--budget_s S`: inference measurements not started S seconds after the
   start are skipped (and listed); training still runs. With `--json` the
@@ -169,34 +169,34 @@ class Clock:
 
 
 def import_trainer():
-    """`keras_style.trainer`, importable without TensorFlow.
+    """`keras_style.train.trainer`, importable without TensorFlow.
 
-    `keras_style.data` (imported by the trainer for its tf.data pipeline)
+    `keras_style.train.data` (imported by the trainer for its tf.data pipeline)
     imports TensorFlow at module level; without it, a stand-in module holding
     the one name the trainer reads at build time takes its place. The
     benchmark feeds numpy batches, so the data pipeline is never used.
     """
     try:
-        return importlib.import_module("keras_style.trainer"), False
+        return importlib.import_module("keras_style.train.trainer"), False
     except ImportError as e:
         if "tensorflow" not in str(e):
             raise
-    stub = types.ModuleType("keras_style.data")
+    stub = types.ModuleType("keras_style.train.data")
     stub.VALIDATE_MODES = ("full", "header", "none")
-    sys.modules["keras_style.data"] = stub
-    return importlib.import_module("keras_style.trainer"), True
+    sys.modules["keras_style.train.data"] = stub
+    return importlib.import_module("keras_style.train.trainer"), True
 
 
 def psnr(a, b):
-    """Mean PSNR (dB) over a batch: `keras_style.metrics.psnr`, or its formula without TF.
+    """Mean PSNR (dB) over a batch: `keras_style.core.metrics.psnr`, or its formula without TF.
 
     `metrics.psnr` calls `tf.image.psnr`; where TensorFlow is missing, the
     same per-image definition (MSE over H, W, C; max value 255) in numpy.
     """
-    from keras_style import metrics
+    from keras_style.core import metrics
 
     try:
-        return metrics.psnr(a, b), "keras_style.metrics.psnr"
+        return metrics.psnr(a, b), "keras_style.core.metrics.psnr"
     except ImportError:
         a, b = (np.asarray(v, np.float64) for v in (a, b))
         mse = np.mean((a - b) ** 2, axis=(1, 2, 3))
@@ -207,7 +207,7 @@ def psnr(a, b):
 
 def load_photos(folder, size, count):
     """`count` photos of `size` (centre crop to the aspect, then resize), cycled if fewer."""
-    from keras_style import images
+    from keras_style.core import images
 
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
@@ -227,8 +227,8 @@ def load_photos(folder, size, count):
 
 def load_network(args):
     """(network, description): `--weights` resolved, or a random-weights TransformerNet."""
-    from keras_style import styles
-    from keras_style.transformer_net import build_transformer_net
+    from keras_style.core.transformer_net import build_transformer_net
+    from keras_style.fast import styles
 
     if args.weights:
         return styles.resolve_model(args.weights), f"trained: {args.weights}"
@@ -238,7 +238,7 @@ def load_network(args):
 
 def plain_network(net, precision):
     """The plain TransformerNet under `precision`'s policy with `net`'s weights, or None."""
-    from keras_style.transformer_net import TransformerNet
+    from keras_style.core.transformer_net import TransformerNet
 
     if precision == "float32":
         return net
@@ -279,7 +279,7 @@ def time_calls(fn, x, runs, warmup):
 
 def build_variants(net, args):
     """[(name, FastStylizer or None, network)] for the requested variants and precisions."""
-    from keras_style.fast import FastStylizer
+    from keras_style.fast.stylizer import FastStylizer
 
     found = []
     if "fast" in args.variants:

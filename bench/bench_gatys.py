@@ -32,7 +32,12 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import keras_style  # noqa: E402
-from keras_style import api, images, losses, vgg  # noqa: E402
+from keras_style import api  # noqa: E402  # noqa: E402
+from keras_style.core import (
+    images,  # noqa: E402
+    losses,  # noqa: E402
+    vgg,  # noqa: E402
+)
 
 EXAMPLES = Path(keras_style.__file__).parent / "assets" / "examples"
 

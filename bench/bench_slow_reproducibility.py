@@ -29,7 +29,7 @@ _OUT = flags.DEFINE_string("out", None, "Also write the figures to this JSON fil
 
 def _restylize(recipe, photos, order):
     """The slow method on `photos`, batched in `order`, rounded to 8 bits like the dataset."""
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     generator = stylized_dataset.PairGenerator(recipe)
     out = np.zeros_like(photos)
@@ -40,7 +40,7 @@ def _restylize(recipe, photos, order):
 
 
 def _figures(candidates, slow, seconds=None):
-    from keras_style import evaluate
+    from keras_style.quality import evaluate
 
     close = evaluate.closeness(candidates, slow)
     row = {"ssim": float(close["ssim"].mean()), "psnr": float(close["psnr"].mean())}
@@ -52,7 +52,7 @@ def _figures(candidates, slow, seconds=None):
 
 def main(argv):
     del argv
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     card = stylized_dataset.read_card(_DATASET.value)
     _, photos, slow = stylized_dataset.load_pairs(_DATASET.value)

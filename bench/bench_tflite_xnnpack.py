@@ -75,7 +75,7 @@ def _log(message):
 
 
 def _calibration():
-    from keras_style import export_convert
+    from keras_style.export import convert as export_convert
 
     files = export_convert.list_photos(_CALIBRATION.value)
     order = np.random.default_rng(0).permutation(len(files))  # as export_tflite samples
@@ -84,7 +84,7 @@ def _calibration():
 
 
 def _convert(model, quantization, size, calibration, xnnpack):
-    from keras_style import export_convert
+    from keras_style.export import convert as export_convert
 
     content, _ = export_convert.convert_model_with_recipe(
         model, quantization, size, calibration, xnnpack=xnnpack
@@ -94,7 +94,7 @@ def _convert(model, quantization, size, calibration, xnnpack):
 
 def _files(styles, calibration, folder):
     """Converts every variant; returns {style: {variant: path}}."""
-    from keras_style import styles as bundled
+    from keras_style.fast import styles as bundled
 
     paths = {}
     for style in styles:
@@ -116,7 +116,8 @@ def _files(styles, calibration, folder):
 
 
 def _describe(path, size):
-    from keras_style import export_delegate, export_ops
+    from keras_style.export import delegate as export_delegate
+    from keras_style.export import ops as export_ops
 
     fixed = "_float16_" in path.name
     info = {
@@ -130,7 +131,7 @@ def _describe(path, size):
 
 def _latency(variants, size, threads, reps):
     """{threads: {variant: median ms}}: every variant timed in turn, `reps` rounds."""
-    from keras_style import export_verify
+    from keras_style.export import verify as export_verify
 
     image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     result = {}
@@ -152,7 +153,8 @@ def _latency(variants, size, threads, reps):
 
 
 def _photos():
-    from keras_style import export_convert, images
+    from keras_style.core import images
+    from keras_style.export import convert as export_convert
 
     files = export_convert.list_photos(_PHOTOS.value)
     if _NUM_PHOTOS.value:
@@ -162,7 +164,9 @@ def _photos():
 
 def _quality(model, variants, photos, size):
     """PSNR/SSIM of each any-size file against Keras: 384 crops and full-size photos."""
-    from keras_style import export_convert, export_verify, metrics
+    from keras_style.core import metrics
+    from keras_style.export import convert as export_convert
+    from keras_style.export import verify as export_verify
 
     crops = np.stack([export_convert.square_photo(p, size) for p in photos])
     ref_crops = np.concatenate([model.predict_on_batch(c[None]) for c in crops])
@@ -239,7 +243,7 @@ def _checks(report):
 
 def main(argv):
     del argv
-    from keras_style import styles as bundled
+    from keras_style.fast import styles as bundled
 
     size, threads = _SIZE.value, [int(t) for t in _THREADS.value]
     report = {
@@ -270,7 +274,7 @@ def main(argv):
     report["checks"] = [{"target": d, "value": v, "passed": bool(p)} for d, v, p in _checks(report)]
     for check in report["checks"]:
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['target']}: {check['value']}")
-    from keras_style import export_verify
+    from keras_style.export import verify as export_verify
 
     export_verify.write_json(report, Path(_OUT.value))
     print(f"written {_OUT.value}")

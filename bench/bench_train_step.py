@@ -3,7 +3,7 @@
     python bench/bench_train_step.py --baseline ccdeb81 --widths 1.0,0.5 \
         --out docs/training_speed/train_step.json
 
-Each measurement is a fresh process running `keras_style.trainer.train` (the
+Each measurement is a fresh process running `keras_style.train.trainer.train` (the
 library call behind `python -m training.train`) on real photos for a few
 steps: 256 px crops, batch 4, VGG16 perceptual loss, the bundled styles'
 clip head. The baseline is a git revision checked out into a temporary
@@ -32,7 +32,7 @@ SHARED = REPO.parent / "shared"
 _DRIVER = r"""
 import json, sys, time
 import keras
-from keras_style import trainer
+from keras_style.train import trainer
 args = json.loads(sys.argv[1])
 times, cpu = [], []
 class Timer(keras.callbacks.Callback):

@@ -10,7 +10,7 @@ backend, measured two ways per size: the network alone on in-memory batches,
 and `stylize_video` end to end on a generated clip (decoding, encoding and
 the temporal smoother included).
 
-Flicker is `keras_style.video.flicker` (mean frame-to-frame change of the
+Flicker is `keras_style.fast.video.flicker` (mean frame-to-frame change of the
 output on pixels that are still in the input, [0, 255] units) on a
 generated clip with moving and still parts, with and without smoothing, for
 a stylizer that adds fresh noise to every frame (the failure mode smoothing
@@ -29,8 +29,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_style import fast, styles, video  # noqa: E402
-from keras_style.transformer_net import TransformerNet  # noqa: E402
+from keras_style.core.transformer_net import TransformerNet  # noqa: E402
+from keras_style.fast import (
+    styles,  # noqa: E402
+    video,  # noqa: E402
+)
+from keras_style.fast import stylizer as fast  # noqa: E402  # noqa: E402
 
 
 def make_clip(path, width, height, frames, fps=24, noise=0):

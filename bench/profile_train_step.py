@@ -66,7 +66,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from keras_style import trainer
+    from keras_style.train import trainer
 
     precision = {} if args.net_precision == "float32" else {"net_precision": args.net_precision}
     config = trainer.TrainConfig(

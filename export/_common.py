@@ -4,7 +4,7 @@ import sys
 
 from absl import logging
 
-from keras_style.export_ops import ExportError
+from keras_style.export.ops import ExportError
 
 
 def run_cleanly(function):

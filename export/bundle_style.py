@@ -31,7 +31,7 @@ def main(argv):
     from keras_style.cli import native_stderr_silenced
 
     def run():
-        from keras_style import styles
+        from keras_style.fast import styles
 
         painting = {"title": _TITLE.value, "artist": _ARTIST.value, "license": _LICENSE.value}
         if _YEAR.value:

@@ -27,7 +27,7 @@ _CONFIG = flags.DEFINE_string(
 
 def main(argv):
     del argv
-    from keras_style import export
+    from keras_style.export import exporter as export
 
     def run():
         path = export.export_saved_model(

@@ -3,7 +3,7 @@
 * `stylize(photo, painting)` (or several paintings): the slow, iterative
   method of Gatys et al., the quality reference.
 * `stylize(photo, model="model.keras")`: one forward pass of a trained fast
-  network (see `keras_style.fast.FastStylizer`).
+  network (see `keras_style.fast.stylizer.FastStylizer`).
 * `stylize(photo, style="great_wave")`: a pretrained style bundled with the
   package (see `keras_style.list_styles()`).
 """
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_style import images as image_lib
-from keras_style import losses, optimize, vgg
+from keras_style.core import images as image_lib
+from keras_style.core import losses, vgg
+from keras_style.slow import optimize
 
 _EXTRACTORS = {}
 
@@ -91,7 +92,7 @@ def stylize(
 
     Args:
         content: the photo: a path, PIL image, array or tensor (see
-            `keras_style.images.load_image`).
+            `keras_style.core.images.load_image`).
         style: a painting (path, PIL image, array), a list of paintings to
             blend, or the name of a bundled style (`list_styles()`).
         model: a trained fast network (`.keras` path or `keras.Model`); when
@@ -145,7 +146,7 @@ def stylize(
     if model is not None or _is_style_name(style):
         if model is not None and style is not None:
             raise ValueError("Pass either model= (a trained network) or style=, not both")
-        from keras_style import fast
+        from keras_style.fast import stylizer as fast
 
         stylizer = fast.FastStylizer(model if model is not None else style, precision=precision)
         result = stylizer.stylize(

@@ -147,7 +147,7 @@ def _add_video(subparsers):
 
 
 def _run_video(args):
-    from keras_style import video
+    from keras_style.fast import video
 
     video.stylize_video(
         args.input,
@@ -170,7 +170,7 @@ def _add_list_styles(subparsers):
 
 
 def _run_list_styles(args):
-    from keras_style import styles
+    from keras_style.fast import styles
 
     names = styles.list_styles()
     if not names:
@@ -280,7 +280,7 @@ def main(argv=None):
 
 
 def _run(args):
-    from keras_style.vgg import WeightsUnavailableError
+    from keras_style.core.vgg import WeightsUnavailableError
 
     try:
         args.run(args)

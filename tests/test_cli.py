@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_style import cli, images
+from keras_style import cli
+from keras_style.core import images
 
 
 def _stylize_args(photo_file, painting_file, out, weights, *extra):
@@ -241,7 +242,8 @@ def test_serve_prints_its_url_and_answers(tmp_path):
 
 
 def test_ordinary_photos_are_not_padded_for_the_slow_path(photo):
-    from keras_style import api, optimize
+    from keras_style import api
+    from keras_style.slow import optimize
 
     padded, crop = api._pad_thin(photo, optimize.OptimizeConfig(size=32))  # 27x32 at the level
     assert padded is photo and crop(photo) is photo

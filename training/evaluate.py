@@ -47,8 +47,8 @@ def parse_models(specs):
 
 
 def run():
-    from keras_style import evaluate
-    from keras_style import images as image_lib
+    from keras_style.core import images as image_lib
+    from keras_style.quality import evaluate
 
     if not FLAGS.eval_dataset or not FLAGS.out_dir:
         raise ValueError("--eval_dataset and --out_dir are required")

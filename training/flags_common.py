@@ -1,4 +1,4 @@
-"""absl flags shared by the training binaries, mirroring `keras_style.trainer.TrainConfig`.
+"""absl flags shared by the training binaries, mirroring `keras_style.train.trainer.TrainConfig`.
 
 Every flag defaults to None, meaning "not given": the value then comes from the
 --config preset, or from `TrainConfig`'s default. Only flags given on the
@@ -11,7 +11,8 @@ import json
 
 from absl import flags
 
-from keras_style import data, trainer, vgg
+from keras_style.core import vgg
+from keras_style.train import data, trainer
 
 FLAGS = flags.FLAGS
 

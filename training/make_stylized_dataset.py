@@ -1,6 +1,6 @@
 """Generates a stylized-pair dataset with the slow method, for distillation.
 
-Sharded TFRecords plus a dataset card (see `keras_style.stylized_dataset`).
+Sharded TFRecords plus a dataset card (see `keras_style.distill.dataset`).
 Resumable: rerun the same command after an interruption and it skips the
 finished shards. Split the work over processes or machines with
 --num_shards N --shard_index i (same --output_dir, e.g. a shared disk).
@@ -69,7 +69,7 @@ def load_config(path):
 
 def build_recipe(config):
     """A `SlowRecipe` from the config, with the command-line overrides applied."""
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     fields = {k: v for k, v in config.items() if not k.startswith("_")}
     overrides = {
@@ -92,7 +92,7 @@ def build_recipe(config):
 
 
 def build_source():
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     return stylized_dataset.content_source(
         image_dir=FLAGS.image_dir,
@@ -110,7 +110,7 @@ def build_source():
 def build_with_tfds(recipe, source):
     import tensorflow_datasets as tfds
 
-    from keras_style import tfds_builder
+    from keras_style.distill import tfds_builder
 
     runner = FLAGS.beam_runner
     builder = tfds_builder.make_builder(recipe, source, FLAGS.output_dir, use_beam=bool(runner))
@@ -120,7 +120,7 @@ def build_with_tfds(recipe, source):
 
 
 def run():
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     if not FLAGS.output_dir:
         raise ValueError("--output_dir is required")

@@ -37,7 +37,7 @@ flags.DEFINE_string("out_dir", None, "Folder for report.json and contact_sheet.j
 
 
 def _painting(folder, name):
-    from keras_style import images as image_lib
+    from keras_style.core import images as image_lib
 
     matches = sorted(Path(folder).glob(f"{name}.*"))
     if not matches:
@@ -46,8 +46,11 @@ def _painting(folder, name):
 
 
 def run():
-    from keras_style import api, losses, style_report, styles
-    from keras_style import images as image_lib
+    from keras_style import api
+    from keras_style.core import images as image_lib
+    from keras_style.core import losses
+    from keras_style.fast import styles
+    from keras_style.quality import style_report
 
     names = FLAGS.styles or styles.list_styles()
     if not names:

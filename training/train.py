@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 
-from keras_style import trainer  # noqa: E402
+from keras_style.train import trainer  # noqa: E402
 from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags_common.FLAGS

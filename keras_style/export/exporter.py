@@ -1,0 +1,564 @@
+"""From a trained model.keras to verified, ready-to-ship SavedModel and TFLite files.
+
+* `export_saved_model`: a TensorFlow Serving SavedModel. `serving_default`
+  takes a uint8 batch `[N, H, W, 3]` (any N, H, W) and returns uint8 of the same
+  shape, with casting, rounding and clipping inside the graph;
+  `serving_float32` takes and returns float32 in [0, 255]. It loads with
+  `tf.saved_model.load` in a process that never imports keras_style.
+* `export_tflite`: one dynamic-size model per quantization (CPU; resize the
+  input with `resize_tensor_input`) plus fixed-size float models for GPU
+  delegates, each checked for builtin-only operators (and GPU-delegate
+  operators where it matters), run in LiteRT, compared with the Keras output,
+  timed, and described by a model card; `report.json` and `report.md` sum up
+  what each file costs in size, quality and speed.
+
+Outputs are staged in a temporary folder beside `out_dir` and renamed into
+place only when everything succeeded, so `out_dir` never holds a half export.
+"""
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_style.export import convert as export_convert
+from keras_style.export import delegate as export_delegate
+from keras_style.export import ops as export_ops
+from keras_style.export import verify as export_verify
+from keras_style.export.convert import GPU_QUANTIZATIONS, QUANTIZATIONS
+from keras_style.export.ops import ExportError
+
+#: Files looked for beside model.keras for the training configuration.
+TRAINING_CONFIG_NAMES = ("config.json", "train_config.json", "training_config.json")
+#: Default fixed sizes of the GPU-delegate models.
+DEFAULT_SIZES = (256, 384, 512)
+#: Minimum number of calibration photos for full-integer quantization.
+MIN_CALIBRATION_PHOTOS = 100
+#: File written into every SavedModel export (also the overwrite marker there).
+SAVED_MODEL_CARD = "model_card.json"
+_TFLITE_MARKER = "report.json"
+
+
+# ---------------------------------------------------------------------------
+# Model and metadata
+
+
+def load_model(path):
+    """Loads a transformer network from a .keras file, with the package's layers registered.
+
+    Raises:
+        ValueError: if the file is missing or not a loadable Keras model.
+    """
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"Expected a Keras v3 .keras file; got {path.name}")
+    with contextlib.suppress(ImportError):  # registers the package's layers and models
+        import keras_style.core.transformer_net  # noqa: F401
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # corrupt zip, unknown layer, ...: one clear message
+        raise ValueError(f"Cannot load {path} as a Keras model: {e}") from e
+
+
+def find_training_config(model_path):
+    """Returns the training configuration saved beside a model file, or None.
+
+    Looks for `TRAINING_CONFIG_NAMES` in the model's folder.
+    """
+    folder = Path(model_path).parent
+    for name in TRAINING_CONFIG_NAMES:
+        candidate = folder / name
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, ValueError) as e:
+                raise ValueError(f"Training config {candidate} is not valid JSON: {e}") from e
+    return None
+
+
+def _bundled_name(model):
+    """The bundled style `model` names, or None (an existing file wins over a style name)."""
+    from keras_style.fast import styles
+
+    if isinstance(model, str) and not Path(model).exists() and model in styles.list_styles():
+        return model
+    return None
+
+
+def _check_model_file(model):
+    if _bundled_name(model):
+        return
+    if isinstance(model, (str, os.PathLike)) and not Path(model).is_file():
+        raise ValueError(f"Model file not found: {model}")
+
+
+def _as_model(model):
+    """(model, source path or None, training config or None) for a model, path or style name."""
+    from keras_style.fast import styles
+
+    name = _bundled_name(model)
+    if name:
+        return (
+            styles.load_style(name),
+            None,
+            styles.style_card(name).get("training", {}).get("config"),
+        )
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model), str(model), None
+    return model, None, None
+
+
+def describe_model(model, source=None, style_name=None, training_config=None):
+    """Metadata shared by every model card: style, training config, provenance.
+
+    Args:
+        model: the Keras network.
+        source: path of the model.keras it came from, if any.
+        style_name: overrides the style name (else the config's, else the model's name).
+        training_config: dict or JSON path; else the config found beside `source`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_style import __version__
+
+    if isinstance(training_config, (str, os.PathLike)):
+        training_config = _read_json(training_config)
+    if training_config is None and source:
+        training_config = find_training_config(source)
+    config = training_config or {}
+    style = style_name or config.get("style_name") or config.get("style") or model.name
+    return {
+        "style_name": str(style),
+        "training_config": training_config,
+        "source_model": source,
+        "keras_style_version": __version__,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def _read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Training config not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"Training config {path} is not valid JSON: {e}") from e
+
+
+# ---------------------------------------------------------------------------
+# Output folders
+
+
+def _check_out_dir(out_dir, marker):
+    out = Path(out_dir)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"Output parent is not a folder: {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Output path exists and is not a folder: {out}")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
+        raise ValueError(
+            f"Refusing to overwrite {out}: it is not empty and holds no previous export "
+            f"({marker}); choose a new or empty folder"
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _staged_dir(out_dir, marker):
+    """Yields a temporary folder that replaces `out_dir` atomically on success."""
+    out = _check_out_dir(out_dir, marker)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = tmp.with_name(tmp.name + ".old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# SavedModel
+
+
+def _serving_functions(model):
+    import tensorflow as tf
+
+    def stylize_uint8(images):
+        stylized = model(tf.cast(images, tf.float32), training=False)
+        return {"stylized": tf.cast(tf.clip_by_value(tf.round(stylized), 0.0, 255.0), tf.uint8)}
+
+    def stylize_float32(images):
+        return {"stylized": model(images, training=False)}
+
+    return stylize_uint8, stylize_float32
+
+
+def export_saved_model(model, out_dir, style_name=None, training_config=None):
+    """Writes a SavedModel for TensorFlow Serving with uint8 and float32 signatures.
+
+    Args:
+        model: a Keras network, the path of a .keras file, or a bundled style name.
+        out_dir: the SavedModel folder to create (for TF Serving, a numbered
+            version folder such as `models/starry/1`).
+        style_name: style name for the model card.
+        training_config: dict or JSON path for the model card.
+
+    Returns:
+        The path of the SavedModel folder, which also holds `model_card.json`.
+
+    Raises:
+        ValueError: on a missing model or an unusable output folder.
+    """
+    import keras
+    import tensorflow as tf
+
+    _check_model_file(model)
+    _check_out_dir(out_dir, "saved_model.pb")
+    model, source, bundled_config = _as_model(model)
+    training_config = training_config if training_config is not None else bundled_config
+    stylize_uint8, stylize_float32 = _serving_functions(model)
+    spec = [None, None, None, 3]
+    with _staged_dir(out_dir, "saved_model.pb") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serving_default",
+            stylize_uint8,
+            [tf.TensorSpec(spec, tf.uint8, name="images")],
+        )
+        archive.add_endpoint(
+            "serving_float32",
+            stylize_float32,
+            [tf.TensorSpec(spec, tf.float32, name="images")],
+        )
+        archive.write_out(str(tmp), verbose=False)
+        card = _saved_model_card(describe_model(model, source, style_name, training_config))
+        export_verify.write_json(card, tmp / SAVED_MODEL_CARD)
+    return Path(out_dir)
+
+
+def _saved_model_card(metadata):
+    tensor = {"shape": [None, None, None, 3], "layout": "NHWC, RGB", "range": [0, 255]}
+    return {
+        "format": "tf_saved_model",
+        "signatures": {
+            "serving_default": {
+                "inputs": {"images": {**tensor, "dtype": "uint8"}},
+                "outputs": {"stylized": {**tensor, "dtype": "uint8"}},
+            },
+            "serving_float32": {
+                "inputs": {"images": {**tensor, "dtype": "float32"}},
+                "outputs": {"stylized": {**tensor, "dtype": "float32"}},
+            },
+        },
+        **metadata,
+    }
+
+
+# ---------------------------------------------------------------------------
+# TFLite
+
+
+def _variants(quantizations, sizes):
+    dynamic = [(q, None) for q in quantizations]
+    fixed = [(q, s) for q in quantizations if q in GPU_QUANTIZATIONS for s in sizes]
+    return dynamic + fixed
+
+
+def variant_name(quantization, size=None):
+    """File stem of a variant: `float16` (dynamic size) or `float16_384` (fixed 384 x 384)."""
+    return quantization if size is None else f"{quantization}_{size}"
+
+
+def _photo_sets(calibration_dir, test_dir, num_calibration, min_calibration, num_test, needs_cal):
+    """Chooses calibration and test photo files (disjoint when they share a folder)."""
+    calibration, test = [], []
+    if needs_cal:
+        if calibration_dir is None:
+            raise ValueError("int8 and int16x8 quantization need calibration_dir (photos)")
+        files = export_convert.list_photos(calibration_dir)
+        if len(files) < min_calibration:
+            raise ValueError(
+                f"{calibration_dir} holds {len(files)} photos; full-integer calibration needs "
+                f"at least {min_calibration}"
+            )
+        files = [files[i] for i in np.random.default_rng(0).permutation(len(files))]
+        calibration = files[:num_calibration]
+    source = test_dir or calibration_dir
+    if num_test > 0:
+        if source is None:
+            raise ValueError("Verification needs photos: pass test_dir or calibration_dir")
+        pool = [f for f in export_convert.list_photos(source) if f not in set(calibration)]
+        if not pool:
+            raise ValueError(f"No test photos left in {source} after taking calibration photos")
+        test = pool[-num_test:]
+    return calibration, test
+
+
+def _validate(quantizations, sizes, int8_io, threads, runs, num_test_photos):
+    quantizations = export_convert.validate_quantizations(quantizations)
+    sizes = export_convert.validate_sizes(sizes)
+    if int8_io not in export_convert.INT8_IO_TYPES:
+        raise ValueError(f"int8_io must be one of {export_convert.INT8_IO_TYPES}; got {int8_io!r}")
+    if not threads or any(int(t) < 1 for t in threads):
+        raise ValueError(f"threads must be positive integers; got {threads!r}")
+    if int(runs) < 1 or int(num_test_photos) < 0:
+        raise ValueError("runs must be >= 1 and num_test_photos >= 0")
+    return quantizations, sizes, tuple(int(t) for t in threads)
+
+
+def export_tflite(
+    model,
+    out_dir,
+    quantizations=QUANTIZATIONS,
+    sizes=DEFAULT_SIZES,
+    calibration_dir=None,
+    num_calibration=MIN_CALIBRATION_PHOTOS,
+    min_calibration=MIN_CALIBRATION_PHOTOS,
+    calibration_size=256,
+    int8_io="float32",
+    test_dir=None,
+    num_test_photos=4,
+    threads=(1, 2),
+    runs=5,
+    style_name=None,
+    training_config=None,
+    log=None,
+    quantization_recipe=True,
+    int8_float_blocks=export_convert.INT8_FLOAT_BLOCKS,
+    xnnpack_graph=True,
+):
+    """Converts, checks, verifies and describes every requested TFLite variant.
+
+    Args:
+        model: a Keras network, the path of a .keras file, or a bundled style name.
+        out_dir: folder to create (or a previous TFLite export to replace).
+        quantizations: modes from `QUANTIZATIONS`; each gets a dynamic-size model.
+        sizes: square sides of the fixed-size GPU models (float32/float16) and
+            the sizes at which every model is verified and timed.
+        calibration_dir: photos for int8/int16x8 calibration (and for testing
+            when `test_dir` is None).
+        num_calibration: calibration photos used (a fixed random sample).
+        min_calibration: fewer photos than this in `calibration_dir` is an error.
+        calibration_size: square side the calibration photos are cropped to.
+        int8_io: "float32" or "uint8" input/output for the `int8` model.
+        test_dir: photos to verify on (default: `calibration_dir`, disjoint from
+            the calibration sample).
+        num_test_photos: test photos per size; 0 skips quality checks.
+        threads: LiteRT thread counts to time.
+        runs: timed runs per latency figure (median kept).
+        style_name, training_config: model-card metadata (see `describe_model`).
+        log: optional callable taking a progress message.
+        quantization_recipe: prepare `int8` with the float-equivalent rewrite
+            and keep its output head in float (see
+            `export_convert.prepare_for_quantization`); False converts the
+            network as it is (for comparisons). Each variant's `recipe` in the
+            report says what was done.
+        int8_float_blocks: conv blocks before the output head that `int8`
+            keeps in float besides the head (more: closer to float32, slower).
+        xnnpack_graph: convert the XNNPACK form of the network
+            (`export_graph.xnnpack_copy`: one delegate partition, nothing on
+            the interpreter's reference kernels; dynamic-size models then take
+            sides that are multiples of 4); False converts the Keras graph as
+            it is (the export before that rewrite). Each variant's `xnnpack`
+            entry in the report gives its partitions and the operators outside.
+
+    Returns:
+        The report dict also written to `out_dir/report.json` (and `report.md`).
+
+    Raises:
+        ValueError: on bad arguments, missing files or too few photos.
+        ExportError: if a model has non-builtin operators, a fixed-size float
+            model fails the GPU-delegate check, or conversion fails.
+    """
+    log = log or (lambda message: None)
+    _check_model_file(model)
+    quantizations, sizes, threads = _validate(
+        quantizations, sizes, int8_io, threads, runs, num_test_photos
+    )
+    _check_out_dir(out_dir, _TFLITE_MARKER)
+    needs_cal = any(q in export_convert.CALIBRATED for q in quantizations)
+    cal_files, test_files = _photo_sets(
+        calibration_dir,
+        test_dir,
+        num_calibration,
+        min_calibration,
+        num_test_photos,
+        needs_cal,
+    )
+    model, source, bundled_config = _as_model(model)
+    training_config = training_config if training_config is not None else bundled_config
+    metadata = describe_model(model, source, style_name, training_config)
+    calibration = export_convert.load_photos(cal_files, calibration_size) if cal_files else None
+    photos, reference = _test_data(model, test_files, sizes)
+    report = _report_header(metadata, quantizations, sizes, threads, cal_files, test_files, int8_io)
+    with _staged_dir(out_dir, _TFLITE_MARKER) as tmp:
+        for quantization, size in _variants(quantizations, sizes):
+            log(f"converting {variant_name(quantization, size)}")
+            content, recipe = export_convert.convert_model_with_recipe(
+                model,
+                quantization,
+                size,
+                calibration,
+                int8_io,
+                rewrite=quantization_recipe,
+                float_blocks=int8_float_blocks,
+                xnnpack=xnnpack_graph,
+            )
+            shape = export_delegate.test_shape(size, min(sizes))
+            entry = _write_variant(
+                tmp, content, quantization, size, int8_io, metadata, recipe, shape
+            )
+            log(f"{entry['name']}: {export_delegate.summary(entry['xnnpack'])}")
+            if photos:
+                log(f"verifying {entry['name']}")
+                chosen = sizes if size is None else (size,)
+                entry.update(
+                    export_verify.verify_tflite(
+                        tmp / entry["file"],
+                        {s: photos[s] for s in chosen},
+                        reference,
+                        threads,
+                        runs,
+                    )
+                )
+            report["variants"].append(entry)
+        _add_size_ratios(report["variants"])
+        log("timing the TensorFlow float32 model")
+        report["tensorflow_float32_ms"] = {
+            str(s): export_verify.tensorflow_latency_ms(model, s, runs) for s in sizes
+        }
+        export_verify.write_report(report, tmp)
+    return report
+
+
+def _test_data(model, files, sizes):
+    if not files:
+        return {}, {}
+    photos = {s: export_convert.load_photos(files, s) for s in sizes}
+    reference = {s: np.asarray(model.predict_on_batch(photos[s]), np.float32) for s in sizes}
+    return photos, reference
+
+
+def _report_header(metadata, quantizations, sizes, threads, cal_files, test_files, int8_io):
+    return {
+        **metadata,
+        "quantizations": list(quantizations),
+        "sizes": list(sizes),
+        "threads": list(threads),
+        "int8_io": int8_io,
+        "num_calibration_photos": len(cal_files),
+        "num_test_photos": len(test_files),
+        "test_photos": [Path(f).name for f in test_files],
+        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "variants": [],
+    }
+
+
+def _write_variant(
+    folder, content, quantization, size, int8_io, metadata, recipe=None, check_shape=None
+):
+    """Writes one .tflite file and its model card; enforces the GPU check on fixed float models.
+
+    The card and the entry also get the file's XNNPACK partitions (`export_delegate.delegation`,
+    allocated at `check_shape` when the model has a dynamic size).
+    """
+    name = variant_name(quantization, size)
+    path = folder / f"{name}.tflite"
+    gpu_issues = export_ops.gpu_delegate_issues(content)
+    if size is not None and quantization in GPU_QUANTIZATIONS and gpu_issues:
+        raise ExportError(f"{path.name} is not GPU-delegate compatible: " + "; ".join(gpu_issues))
+    path.write_bytes(content)
+    graph = (recipe or {}).get("graph", "xnnpack")
+    card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph)
+    card["quantization_recipe"] = recipe or {}
+    card["xnnpack"] = export_delegate.delegation(content, check_shape)
+    export_verify.write_json(card, folder / f"{name}.json")
+    return {
+        "xnnpack": card["xnnpack"],
+        "recipe": recipe or {},
+        "name": name,
+        "file": path.name,
+        "card": f"{name}.json",
+        "quantization": quantization,
+        "fixed_size": size,
+        "bytes": len(content),
+        "operators": card["operators"],
+        "gpu_delegate_issues": gpu_issues,
+    }
+
+
+def _tensor_card(details, signature_name):
+    quantized = details["dtype"] != np.float32
+    scale, zero_point = details["quantization"]
+    card = {
+        "name": signature_name,
+        "tensor": details["name"],
+        "shape": [int(d) for d in details["shape_signature"]],
+        "dtype": np.dtype(details["dtype"]).name,
+        "layout": "NHWC, RGB",
+        "range": [0, 255],
+    }
+    if quantized:
+        card["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+        card["range_note"] = "real value = scale * (q - zero_point), in [0, 255]"
+    return card
+
+
+def _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph="xnnpack"):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    signature = interpreter.get_signature_list()[export_convert.SIGNATURE]
+    return {
+        "file": path.name,
+        "format": "tflite",
+        "quantization": quantization,
+        "int8_io": int8_io if quantization == "int8" else None,
+        "signature": export_convert.SIGNATURE,
+        "input": _tensor_card(interpreter.get_input_details()[0], signature["inputs"][0]),
+        "output": _tensor_card(interpreter.get_output_details()[0], signature["outputs"][0]),
+        "dynamic_size": size is None,
+        "usage": _usage(size, graph),
+        "bytes": path.stat().st_size,
+        "operators": export_ops.operator_names(path),
+        "gpu_delegate_compatible": not gpu_issues,
+        "gpu_delegate_issues": gpu_issues,
+        **metadata,
+    }
+
+
+def _usage(size, graph):
+    if size is not None:
+        return f"fixed {size}x{size} input; for GPU delegates (and XNNPACK on CPU)"
+    if graph == "keras":
+        return "resize_tensor_input(input_index, [1, H, W, 3]) then allocate_tensors()"
+    return (
+        "resize_tensor_input(input_index, [1, H, W, 3]) then allocate_tensors(); H and W must "
+        "be multiples of 4: reflection-pad the image at the bottom and right to the next "
+        "multiple of 4 and crop the output back (what the Keras model does inside)"
+    )
+
+
+def _add_size_ratios(variants):
+    base = {v["fixed_size"]: v["bytes"] for v in variants if v["quantization"] == "float32"}
+    for v in variants:
+        if v["fixed_size"] in base:
+            v["size_vs_float32"] = v["bytes"] / base[v["fixed_size"]]

@@ -18,7 +18,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_style", "keras_style.*", "training", "export"]),
+    # Only the library is installed. The absl binaries in training/ and export/ run from a
+    # checkout (`python -m training.train`, beside configs/); installed as top-level
+    # packages they would shadow any other `training` or `export` module in site-packages.
+    packages=find_packages(include=["keras_style", "keras_style.*"]),
     package_data={
         "keras_style": ["assets/*", "assets/**/*", "serve/static/*", "serve/static/**/*"]
     },
@@ -38,6 +41,8 @@ setup(
             "pytest",
             "pytest-timeout",
             "ruff",
+            # lint-imports: CI checks the layers and no-cycle rules in .importlinter.
+            "import-linter",
             "jax[cpu]",
             "imageio",
             "imageio-ffmpeg",

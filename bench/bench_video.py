@@ -30,11 +30,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_style.core.transformer_net import TransformerNet  # noqa: E402
-from keras_style.fast import (
-    styles,  # noqa: E402
-    video,  # noqa: E402
-)
-from keras_style.fast import stylizer as fast  # noqa: E402  # noqa: E402
+from keras_style.fast import styles, video  # noqa: E402
+from keras_style.fast import stylizer as fast  # noqa: E402
 
 
 def make_clip(path, width, height, frames, fps=24, noise=0):

@@ -14,32 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_style.core import images as image_lib
-from keras_style.core import losses, vgg
-from keras_style.slow import optimize
-
-_EXTRACTORS = {}
-
-
-def get_extractor(layers, backbone="vgg19", vgg_weights="imagenet", precision="float32"):
-    """A cached `vgg.FeatureExtractor`: building VGG costs seconds, reuse it."""
-    precision = vgg.resolve_precision(precision)
-    key = (tuple(sorted(layers)), backbone, str(vgg_weights), precision)
-    if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = vgg.FeatureExtractor(layers, backbone, vgg_weights, precision)
-    return _EXTRACTORS[key]
-
-
-_STYLIZERS = {}
-
-
-def get_gatys_stylizer(loss_config, backbone="vgg19", vgg_weights="imagenet", precision="auto"):
-    """A cached `optimize.GatysStylizer` (its compiled step is reused across calls)."""
-    precision = vgg.resolve_precision(precision)
-    key = (repr(loss_config), backbone, str(vgg_weights), precision)
-    if key not in _STYLIZERS:
-        extractor = get_extractor(loss_config.layers, backbone, vgg_weights, precision)
-        _STYLIZERS[key] = optimize.GatysStylizer(extractor, loss_config)
-    return _STYLIZERS[key]
+from keras_style.core import losses
+from keras_style.slow import cache, optimize
 
 
 def _as_list(style):
@@ -218,7 +194,7 @@ def _stylize_slow(
     loss_config = _loss_config(
         content_layers, style_layers, content_weight, style_weight, tv_weight
     )
-    stylizer = get_gatys_stylizer(loss_config, backbone, vgg_weights, precision)
+    stylizer = cache.get_gatys_stylizer(loss_config, backbone, vgg_weights, precision)
     callback, callback_every = _with_saving(callback, callback_every, save_every, intermediate_dir)
     image, _ = stylizer.stylize(
         content_image,

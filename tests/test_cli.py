@@ -128,14 +128,14 @@ def test_never_overwrites_an_input_unless_asked(
 
 
 def test_missing_imagenet_weights_message(tmp_path, capsys, photo_file, painting_file, monkeypatch):
-    from keras_style import api
+    from keras_style.slow import cache
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure")
 
     monkeypatch.setattr(keras.applications, "VGG19", offline)
-    monkeypatch.setattr(api, "_EXTRACTORS", {})
-    monkeypatch.setattr(api, "_STYLIZERS", {})
+    monkeypatch.setattr(cache, "_EXTRACTORS", {})
+    monkeypatch.setattr(cache, "_STYLIZERS", {})
     err = _error(
         capsys, ["stylize", str(photo_file), str(painting_file), "-o", str(tmp_path / "o.png")]
     )

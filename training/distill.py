@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from keras_style.distill import training as distill  # noqa: E402  # noqa: E402
+from keras_style.distill import training as distill  # noqa: E402
 from keras_style.train import trainer  # noqa: E402
 from training import binary, flags_common  # noqa: E402
 

@@ -46,11 +46,11 @@ def _painting(folder, name):
 
 
 def run():
-    from keras_style import api
     from keras_style.core import images as image_lib
     from keras_style.core import losses
     from keras_style.fast import styles
     from keras_style.quality import style_report
+    from keras_style.slow import cache
 
     names = FLAGS.styles or styles.list_styles()
     if not names:
@@ -60,7 +60,7 @@ def run():
         for p in FLAGS.photos
     }
     paintings = {n: _painting(FLAGS.paintings_dir, n) for n in names}
-    extractor = api.get_extractor(losses.LossConfig().layers, FLAGS.backbone, FLAGS.vgg_weights)
+    extractor = cache.get_extractor(losses.LossConfig().layers, FLAGS.backbone, FLAGS.vgg_weights)
     report, sheet = style_report.bundled_styles_report(photos, paintings, extractor, names)
     report["loss_network"] = {"backbone": FLAGS.backbone, "weights": FLAGS.vgg_weights}
     out = Path(FLAGS.out_dir)

@@ -336,11 +336,11 @@ class PairGenerator:
         self._styles = None
 
     def _setup(self):
-        from keras_style import api
+        from keras_style.slow import cache
 
         if self._stylizer is None:
             r = self.recipe
-            self._stylizer = api.get_gatys_stylizer(
+            self._stylizer = cache.get_gatys_stylizer(
                 r.loss_config(), r.backbone, r.vgg_weights, r.precision
             )
             self._styles = [image_lib.load_image(f) for f in r.style_files]

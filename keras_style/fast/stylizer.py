@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import images, vgg
+from keras_style.core import backend, images, vgg
 from keras_style.core import layers as ks_layers
 from keras_style.core.transformer_net import MIN_SIDE
 from keras_style.fast import graph as fast_graph
@@ -46,24 +46,18 @@ def _compile(model):
     as one fused kernel (`fast_graph.FusedInstanceNormalization`), and on a
     CPU a batch costs its images' sum anyway.
     """
+
+    def forward(x):
+        return model(x, training=False)
+
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         spec = tf.TensorSpec((1, None, None, 3), tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        fn = backend.compile_forward(forward, model.variables, input_signature=[spec])
         return lambda x: np.concatenate([fn(x[i : i + 1]).numpy() for i in range(len(x))])
-    if keras.backend.backend() == "jax":
-        import jax
-
-        jitted = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
-
-        def run(x):
-            trainable = [v.value for v in model.trainable_variables]
-            frozen = [v.value for v in model.non_trainable_variables]
-            return np.asarray(jitted(trainable, frozen, x))
-
-        return run
-    return lambda x: np.asarray(model(x, training=False))
+    fn = backend.compile_forward(forward, model.variables)
+    return lambda x: np.asarray(fn(x))
 
 
 class _FixedStatsNorm(keras.layers.Layer):

@@ -254,8 +254,8 @@ def evaluate_on_dataset(eval_dir, models, vgg_weights=None, train_dirs=()):
     Returns:
         (report dict, {column name: images} for `contact_sheet`).
     """
-    from keras_style import api
     from keras_style.distill import dataset as stylized_dataset
+    from keras_style.slow import cache
 
     card = stylized_dataset.read_card(eval_dir)
     recipe = card["recipe"]
@@ -263,7 +263,7 @@ def evaluate_on_dataset(eval_dir, models, vgg_weights=None, train_dirs=()):
     held_out_check(ids, train_dirs)
     loss_config = losses.LossConfig(**recipe["loss"])
     weights = vgg_weights or recipe["vgg_weights"]
-    extractor = api.get_extractor(loss_config.layers, recipe["backbone"], weights)
+    extractor = cache.get_extractor(loss_config.layers, recipe["backbone"], weights)
     styles = [image_lib.load_image(f) for f in recipe["style_files"]]
     evaluator = Evaluator(
         extractor, styles, loss_config, recipe["style_weights"], recipe["optimize"]["style_scale"]

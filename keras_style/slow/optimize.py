@@ -24,9 +24,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_style.core import backend, losses
 from keras_style.core import images as image_lib
-from keras_style.core import losses
-from keras_style.slow import lbfgs
+from keras_style.slow import lbfgs, tiled_loss
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("color_matched", "content", "noise")
@@ -107,45 +107,6 @@ def pyramid_sizes(size, multiscale=True):
 def level_iterations(iterations, num_levels):
     """Iterations per pyramid level, coarsest first: each finer level gets half as many."""
     return [max(1, iterations >> i) for i in range(num_levels)]
-
-
-def compile_loss_and_grad(loss_fn, variables):
-    """Compiles `loss_fn(x, *targets) -> (total, parts)` into `(total, parts, grad)`.
-
-    Args:
-        loss_fn: the loss of an image batch `x`, built from keras.ops and
-            Keras models.
-        variables: the Keras variables `loss_fn` reads (the frozen VGG's),
-            passed explicitly to JAX so they are not baked into the program.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function
-        def step(x, *targets):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                total, parts = loss_fn(x, *targets)
-            return total, parts, tape.gradient(total, x)
-
-        return step
-    if backend == "jax":
-        import jax
-
-        def pure(values, x, targets):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
-                return loss_fn(x, *targets)
-
-        value_and_grad = jax.jit(jax.value_and_grad(pure, argnums=1, has_aux=True))
-        values = [v.value for v in variables]
-
-        def step(x, *targets):
-            (total, parts), grad = value_and_grad(values, x, targets)
-            return total, parts, grad
-
-        return step
-    raise ValueError(f"The slow path supports the tensorflow and jax backends, not {backend!r}")
 
 
 class Reporter:
@@ -268,7 +229,7 @@ class GatysStylizer:
     def __init__(self, extractor, loss_config=None):
         self.loss = losses.PerceptualLoss(extractor, loss_config)
         self.variables = list(extractor.model.variables)
-        self.step = compile_loss_and_grad(self._loss_fn, self.variables)
+        self.step = backend.compile_value_and_grad(self._loss_fn, self.variables)
         self._tiled_losses = {}  # tile_size -> tiled_loss.TiledLoss, built on first use
 
     def _loss_fn(self, x, content_targets, style_targets):
@@ -341,8 +302,6 @@ class GatysStylizer:
         if config.tile_size is None or max(shape) <= config.tile_size:
             return None
         if config.tile_size not in self._tiled_losses:
-            from keras_style.slow import tiled_loss  # imported late: it imports this module
-
             self._tiled_losses[config.tile_size] = tiled_loss.TiledLoss(
                 self.loss, self.variables, config.tile_size
             )

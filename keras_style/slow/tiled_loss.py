@@ -1,6 +1,6 @@
 """Tiled loss and gradient of the slow path: memory bounded by a tile, not by the image.
 
-The untiled step (`optimize.compile_loss_and_grad`) runs VGG forward and
+The untiled step (`backend.compile_value_and_grad`) runs VGG forward and
 backward on the whole image, so its memory grows with the pixel count (12 GiB
 at 2048 px). Every term of `losses.PerceptualLoss` is a sum over feature
 positions, or a function of such sums (the Gram matrices), so it can be
@@ -34,8 +34,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import losses
-from keras_style.slow import optimize
+from keras_style.core import backend, losses
 
 #: Layer types that change the spatial geometry (any other layer must be pointwise).
 _CONV_TYPES = (keras.layers.Conv2D,)
@@ -143,32 +142,6 @@ def split_image(height, width, tile_size, halo, align):
     ]
 
 
-def compile_forward(fn, variables):
-    """Compiles a forward-only `fn(*args)` of Keras models (no gradient).
-
-    Args:
-        fn: a function of tensors built from keras.ops and Keras models.
-        variables: the Keras variables `fn` reads, passed explicitly to JAX
-            so they are not baked into the program.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn)
-    if backend == "jax":
-        import jax
-
-        def pure(values, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
-                return fn(*args)
-
-        jitted = jax.jit(pure)
-        values = [v.value for v in variables]
-        return lambda *args: jitted(values, *args)
-    raise ValueError(f"The slow path supports the tensorflow and jax backends, not {backend!r}")
-
-
 def _interior_mask(features, stride, box):
     """(1, h, w, 1) float mask of the positions whose stride cell starts inside `box`.
 
@@ -231,10 +204,10 @@ class TiledLoss:
         self.halo = _round_up(margin, self.align)
         self.content_weights = _normalised(config.content_layers)
         self.style_weights = _normalised(config.style_layers)
-        self._features = compile_forward(self._tile_features, variables)
-        self._grams = compile_forward(self._tile_grams, variables)
-        self._sums = compile_forward(self._tile_sums, variables)
-        self._grad = optimize.compile_loss_and_grad(self._surrogate, variables)
+        self._features = backend.compile_forward(self._tile_features, variables)
+        self._grams = backend.compile_forward(self._tile_grams, variables)
+        self._sums = backend.compile_forward(self._tile_sums, variables)
+        self._grad = backend.compile_value_and_grad(self._surrogate, variables)
 
     def tiles(self, height, width):
         """The tiles of a (height, width) image: [(window, interior)], see `split_image`."""

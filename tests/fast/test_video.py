@@ -8,11 +8,8 @@ import pytest
 
 pytest.importorskip("imageio_ffmpeg")
 
-from keras_style import cli  # noqa: E402  # noqa: E402
-from keras_style.fast import (
-    styles,  # noqa: E402
-    video,  # noqa: E402
-)
+from keras_style import cli  # noqa: E402
+from keras_style.fast import styles, video  # noqa: E402
 
 
 def _ffmpeg(*args):

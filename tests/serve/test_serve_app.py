@@ -17,10 +17,7 @@ with warnings.catch_warnings():  # Starlette would like httpx2 for its test clie
 
 from conftest import make_painting, make_photo  # noqa: E402
 
-from keras_style.core import (
-    images,  # noqa: E402  # noqa: E402
-    metrics,  # noqa: E402
-)
+from keras_style.core import images, metrics  # noqa: E402
 from keras_style.fast.stylizer import FastStylizer  # noqa: E402
 from keras_style.serve import app as serve_app  # noqa: E402
 

@@ -75,9 +75,10 @@ def _log(message):
 
 
 def _calibration():
+    from keras_style.core import images
     from keras_style.export import convert as export_convert
 
-    files = export_convert.list_photos(_CALIBRATION.value)
+    files = images.list_image_files(_CALIBRATION.value)
     order = np.random.default_rng(0).permutation(len(files))  # as export_tflite samples
     files = [files[i] for i in order][: _NUM_CAL.value]
     return export_convert.load_photos(files, 256)
@@ -154,9 +155,8 @@ def _latency(variants, size, threads, reps):
 
 def _photos():
     from keras_style.core import images
-    from keras_style.export import convert as export_convert
 
-    files = export_convert.list_photos(_PHOTOS.value)
+    files = images.list_image_files(_PHOTOS.value)
     if _NUM_PHOTOS.value:
         files = files[: _NUM_PHOTOS.value]
     return files, [images.load_image(f) for f in files]
@@ -164,11 +164,10 @@ def _photos():
 
 def _quality(model, variants, photos, size):
     """PSNR/SSIM of each any-size file against Keras: 384 crops and full-size photos."""
-    from keras_style.core import metrics
-    from keras_style.export import convert as export_convert
+    from keras_style.core import images, metrics
     from keras_style.export import verify as export_verify
 
-    crops = np.stack([export_convert.square_photo(p, size) for p in photos])
+    crops = np.stack([images.center_square(p, size) for p in photos])
     ref_crops = np.concatenate([model.predict_on_batch(c[None]) for c in crops])
     ref_full = [np.asarray(model.predict_on_batch(p[None]))[0] for p in photos]
     result = {}

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_style.core import images as image_lib
 from keras_style.core import losses
+from keras_style.fast import styles
 from keras_style.slow import cache, optimize
 
 
@@ -24,10 +25,6 @@ def _as_list(style):
             raise ValueError("At least one style image is needed")
         return list(style)
     return [style]
-
-
-def _is_style_name(style):
-    return isinstance(style, str) and os.path.sep not in style and not Path(style).exists()
 
 
 def stylize(
@@ -119,7 +116,7 @@ def stylize(
     """
     inputs = _as_list(style) + [content] if style is not None else [content]
     protect = [] if overwrite_input else [p for p in inputs if isinstance(p, (str, os.PathLike))]
-    if model is not None or _is_style_name(style):
+    if model is not None or styles.is_style_name(style):
         if model is not None and style is not None:
             raise ValueError("Pass either model= (a trained network) or style=, not both")
         from keras_style.fast import stylizer as fast

@@ -16,9 +16,6 @@ With --tfds the same pairs are built through the TFDS builder into
 --output_dir as a TFDS data dir (add --beam_runner DirectRunner for Beam).
 """
 
-import json
-from pathlib import Path
-
 from absl import app, flags
 
 from training import binary
@@ -59,12 +56,9 @@ flags.DEFINE_integer("verbose", 1, "1: progress bar with ETA; 0: silent.")
 
 def load_config(path):
     """The JSON config as a dict ({} without a path)."""
-    if not path:
-        return {}
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"Cannot read config {path}: {e}") from e
+    from keras_style.core import jsonio
+
+    return jsonio.read_preset(path) if path else {}
 
 
 def build_recipe(config):

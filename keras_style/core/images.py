@@ -21,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 144_000_000
 
 #: File suffixes `save_image` can write.
+#: File suffixes `list_image_files` picks up (all readable here and by tf.io.decode_image).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
 WRITABLE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 
 
@@ -190,6 +193,41 @@ def resize(image, size):
         for c in range(image.shape[-1])
     ]
     return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.float32)
+
+
+def center_square(image, size):
+    """The short side resized to `size` (antialiased), then the central `size` x `size` square.
+
+    The one centre crop of the package: dataset content crops, calibration
+    and test photos of the exporter, and the style report's photos.
+    """
+    height, width = image.shape[:2]
+    scale = size / min(height, width)
+    image = resize(image, (max(size, round(height * scale)), max(size, round(width * scale))))
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def list_image_files(directory):
+    """Sorted image files (by suffix, case-insensitive) under `directory`, recursively.
+
+    The one rule for photo folders: training images, dataset photos,
+    calibration and test photos.
+
+    Raises:
+        ValueError: if the folder does not exist or holds no image file.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"Image folder not found: {directory}")
+    files = sorted(
+        path
+        for path in directory.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+    if not files:
+        raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found under {directory}")
+    return files
 
 
 def fit_size(shape, max_size=None, long_side=None):

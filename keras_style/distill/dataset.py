@@ -35,7 +35,7 @@ import numpy as np
 
 import keras_style
 from keras_style.core import images as image_lib
-from keras_style.core import losses, vgg
+from keras_style.core import jsonio, losses, vgg
 from keras_style.slow import optimize
 
 #: Version of the record and card layout written by this module.
@@ -164,17 +164,6 @@ def file_sha256(path):
 # ----------------------------------------------------------------------------- content
 
 
-def center_square(image, size):
-    """Resizes the short side to `size` (bicubic, antialiased) and takes the central square."""
-    height, width = image.shape[:2]
-    scale = size / min(height, width)
-    image = image_lib.resize(
-        image, (max(size, round(height * scale)), max(size, round(width * scale)))
-    )
-    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-    return image[top : top + size, left : left + size]
-
-
 class FolderSource:
     """Content photos from an image folder, in sorted order; ids are relative paths.
 
@@ -189,7 +178,7 @@ class FolderSource:
         from keras_style.train import data
 
         self.directory = Path(directory)
-        files, self.skipped = data.scan_image_files(data.list_image_files(directory), "full")
+        files, self.skipped = data.scan_image_files(image_lib.list_image_files(directory), "full")
         self.files = _select(files, skip, max_examples)
         self.skip, self.max_examples = skip, max_examples
 
@@ -361,7 +350,7 @@ class PairGenerator:
         """Yields (id, uint8 content crop, uint8 stylized) for (id, photo) items, in order."""
         size, batch = self.recipe.image_size, []
         for item_id, photo in items:
-            batch.append((item_id, center_square(photo, size)))
+            batch.append((item_id, image_lib.center_square(photo, size)))
             if len(batch) == self.recipe.batch_size:
                 yield from self._flush(batch, on_example)
                 batch = []
@@ -463,10 +452,7 @@ def make_card(recipe, source, examples_per_shard):
 
 def write_card(directory, card):
     """Writes the card atomically as indented JSON."""
-    path = Path(directory) / CARD_NAME
-    with image_lib.atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return path
+    return jsonio.write_json(Path(directory) / CARD_NAME, card, sort_keys=True)
 
 
 def read_card(directory):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_style.core import images as image_lib
+from keras_style.core import jsonio
 from keras_style.distill import dataset as stylized_dataset
 from keras_style.train import trainer
 
@@ -201,7 +201,6 @@ def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
             "stylized_datasets": [str(Path(d).resolve()) for d in dirs],
             "cards": cards,
         }
-        with image_lib.atomic_write(workdir / "distill_dataset.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        jsonio.write_json(workdir / "distill_dataset.json", record, sort_keys=True)
     summary = trainer.train(config, dataset=pairs, callbacks=callbacks, verbose=verbose)
     return {**summary, "dataset": "; ".join(stylized_dataset.card_summary(c) for c in cards)}

@@ -28,7 +28,6 @@ result is checked with `export_ops.check_builtin_ops`.
 """
 
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -53,8 +52,6 @@ INT8_FLOAT_BLOCKS = 2
 XNNPACK_RETRIES = 2
 #: Calibration photos used for the channel statistics of the rewrite.
 REWRITE_PHOTOS = 32
-#: Image suffixes read from photo folders.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def validate_quantizations(names):
@@ -80,28 +77,9 @@ def validate_sizes(sizes):
     return sizes
 
 
-def list_photos(folder):
-    """Returns the image files of a folder, sorted, or raises ValueError if it has none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"Photo folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    if not files:
-        raise ValueError(f"No images ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
-    return files
-
-
-def square_photo(image, size):
-    """Centre-crops a [0, 255] image to a square and resizes it to `size` x `size`."""
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return images.resize(image[top : top + side, left : left + side], (size, size))
-
-
 def load_photos(files, size):
     """Loads image files as one float32 batch `[N, size, size, 3]` in [0, 255]."""
-    return np.stack([square_photo(images.load_image(f), size) for f in files])
+    return np.stack([images.center_square(images.load_image(f), size) for f in files])
 
 
 def write_float_saved_model(model, directory, size=None):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_style.core import images, jsonio
 from keras_style.export import convert as export_convert
 from keras_style.export import delegate as export_delegate
 from keras_style.export import ops as export_ops
@@ -48,27 +49,6 @@ _TFLITE_MARKER = "report.json"
 # Model and metadata
 
 
-def load_model(path):
-    """Loads a transformer network from a .keras file, with the package's layers registered.
-
-    Raises:
-        ValueError: if the file is missing or not a loadable Keras model.
-    """
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Model file not found: {path}")
-    if path.suffix != ".keras":
-        raise ValueError(f"Expected a Keras v3 .keras file; got {path.name}")
-    with contextlib.suppress(ImportError):  # registers the package's layers and models
-        import keras_style.core.transformer_net  # noqa: F401
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as e:  # corrupt zip, unknown layer, ...: one clear message
-        raise ValueError(f"Cannot load {path} as a Keras model: {e}") from e
-
-
 def find_training_config(model_path):
     """Returns the training configuration saved beside a model file, or None.
 
@@ -89,7 +69,7 @@ def _bundled_name(model):
     """The bundled style `model` names, or None (an existing file wins over a style name)."""
     from keras_style.fast import styles
 
-    if isinstance(model, str) and not Path(model).exists() and model in styles.list_styles():
+    if styles.is_style_name(model) and model in styles.list_styles():
         return model
     return None
 
@@ -113,7 +93,7 @@ def _as_model(model):
             styles.style_card(name).get("training", {}).get("config"),
         )
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model), str(model), None
+        return styles.load_model_file(model), str(model), None
     return model, None, None
 
 
@@ -250,7 +230,7 @@ def export_saved_model(model, out_dir, style_name=None, training_config=None):
         )
         archive.write_out(str(tmp), verbose=False)
         card = _saved_model_card(describe_model(model, source, style_name, training_config))
-        export_verify.write_json(card, tmp / SAVED_MODEL_CARD)
+        jsonio.write_json(tmp / SAVED_MODEL_CARD, card)
     return Path(out_dir)
 
 
@@ -293,7 +273,7 @@ def _photo_sets(calibration_dir, test_dir, num_calibration, min_calibration, num
     if needs_cal:
         if calibration_dir is None:
             raise ValueError("int8 and int16x8 quantization need calibration_dir (photos)")
-        files = export_convert.list_photos(calibration_dir)
+        files = images.list_image_files(calibration_dir)
         if len(files) < min_calibration:
             raise ValueError(
                 f"{calibration_dir} holds {len(files)} photos; full-integer calibration needs "
@@ -305,7 +285,7 @@ def _photo_sets(calibration_dir, test_dir, num_calibration, min_calibration, num
     if num_test > 0:
         if source is None:
             raise ValueError("Verification needs photos: pass test_dir or calibration_dir")
-        pool = [f for f in export_convert.list_photos(source) if f not in set(calibration)]
+        pool = [f for f in images.list_image_files(source) if f not in set(calibration)]
         if not pool:
             raise ValueError(f"No test photos left in {source} after taking calibration photos")
         test = pool[-num_test:]
@@ -490,7 +470,7 @@ def _write_variant(
     card = _tflite_card(path, quantization, size, int8_io, gpu_issues, metadata, graph)
     card["quantization_recipe"] = recipe or {}
     card["xnnpack"] = export_delegate.delegation(content, check_shape)
-    export_verify.write_json(card, folder / f"{name}.json")
+    jsonio.write_json(folder / f"{name}.json", card)
     return {
         "xnnpack": card["xnnpack"],
         "recipe": recipe or {},

@@ -193,27 +193,18 @@ def _clone(model, norm_names, tanh_names, limit):
     Norms get a per-channel epsilon (still the original value), tanhs become
     clipped tanhs; every other layer is a copy. Weights are copied.
     """
-    import keras
+    from keras_style.core import cloning
 
     clipped_tanh = _clipped_tanh_class()
     channel_epsilon_norm = _channel_epsilon_norm_class()
 
     def clone_layer(layer):
-        config = {**layer.get_config(), "dtype": "float32"}
         if layer.name in tanh_names:
             return clipped_tanh(limit, name=layer.name, dtype="float32")
-        if layer.name in norm_names:
-            return channel_epsilon_norm.from_config(config)
-        return layer.__class__.from_config(config)
+        cls = channel_epsilon_norm if layer.name in norm_names else None
+        return cloning.copy_layer(layer, cls, dtype="float32")
 
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        target = clone.get_layer(layer.name)
-        extra = target.weights[len(layer.weights) :]
-        target.set_weights(layer.get_weights() + [np.asarray(w) for w in extra])
-    return clone
+    return cloning.clone_functional(model, clone_layer)
 
 
 def _equalize(clone, pairs, stats):

@@ -7,14 +7,13 @@ output (PSNR and SSIM from `keras_style.core.metrics`). Latency is the median
 results go into a JSON report and a Markdown table (`write_report`).
 """
 
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from keras_style.core import images, metrics
+from keras_style.core import images, jsonio, metrics
 
 #: Sides of dynamic-size models are padded to multiples of this (`export_graph.SIZE_MULTIPLE`).
 SIZE_MULTIPLE = 4
@@ -249,27 +248,10 @@ def _xnnpack_cell(info):
     return f"{info['partitions']}" + (f" (outside: {outside})" if outside else "")
 
 
-def write_json(data, path):
-    """Writes JSON atomically (inf/nan become strings so the file stays valid JSON)."""
-    with images.atomic_write(path) as tmp:
-        Path(tmp).write_text(json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
-    return Path(path)
-
-
-def _finite(value):
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_report(report, out_dir):
     """Writes `report.json` and `report.md` into `out_dir`; returns both paths."""
     out_dir = Path(out_dir)
-    json_path = write_json(report, out_dir / "report.json")
+    json_path = jsonio.write_json(out_dir / "report.json", report)
     md_path = out_dir / "report.md"
     with images.atomic_write(md_path) as tmp:
         Path(tmp).write_text(_markdown_document(report))

@@ -34,6 +34,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_style.core import cloning
 from keras_style.core import layers as ks_layers
 
 #: Accepted compute precisions.
@@ -324,23 +325,19 @@ class _Rewriter:
     def __init__(self, model, precision):
         self.policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
         self.keep_float32 = _float32_ends(model)
-        self.original = {}  # id(copy) -> original layer
         self.upsampled = {}  # id(upsampled tensor) -> its low-resolution input
         self.padded = {}  # id(padded upsampled tensor) -> the low-resolution input
 
     def clone(self, layer):
-        config = layer.get_config()
-        if id(layer) not in self.keep_float32 and "dtype" in config:
-            config["dtype"] = self.policy
+        overrides = {}
+        if id(layer) not in self.keep_float32 and "dtype" in layer.get_config():
+            overrides["dtype"] = self.policy
         cls = layer.__class__
         if cls is ks_layers.InstanceNormalization:
             cls = FusedInstanceNormalization
-        copy = cls.from_config(config)
-        self.original[id(copy)] = layer
-        return copy
+        return cloning.copy_layer(layer, cls, **overrides)
 
-    def call(self, copy, *args, **kwargs):
-        layer = self.original[id(copy)]
+    def call(self, layer, copy, *args, **kwargs):
         x = args[0] if args else None
         if isinstance(layer, ks_layers.NearestUpsampling2D) and layer.factor == 2:
             out = copy(*args, **kwargs)
@@ -357,12 +354,6 @@ class _Rewriter:
             if not kwargs and len(args) == 1:
                 return SpaceToDepthConv2D.from_conv(layer, copy.dtype_policy)(x)
         return copy(*args, **kwargs)
-
-    def copy_weights(self, clone):
-        for copy in clone.layers:
-            layer = self.original.get(id(copy))
-            if layer is not None and layer.weights:
-                copy.set_weights(layer.get_weights())
 
 
 def is_functional(model):
@@ -388,8 +379,4 @@ def inference_copy(model, precision="float32"):
     if not is_functional(model):
         raise ValueError(f"inference_copy needs a Functional keras.Model, got {type(model)}")
     rewriter = _Rewriter(model, precision)
-    clone = keras.models.clone_model(
-        model, clone_function=rewriter.clone, call_function=rewriter.call
-    )
-    rewriter.copy_weights(clone)
-    return clone
+    return cloning.clone_functional(model, rewriter.clone, rewriter.call)

@@ -15,6 +15,7 @@ are cast back to float32, so a loaded style behaves like any trained model.
 """
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -177,9 +178,7 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None):
     if missing:
         raise ValueError(f"The painting's attribution lacks {', '.join(missing)}")
     path = Path(model_path)
-    if not path.is_file():
-        raise ValueError(f"Model file not found: {path}")
-    model = _load_model_file(path)
+    model = load_model_file(path)
     config_path = path.parent / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
     card = {"painting": dict(painting), "training": {"config": config, "model_file": path.name}}
@@ -244,8 +243,8 @@ def resolve_model(source, assets_dir=None):
         )
     path = Path(source)
     if path.is_file():
-        return _load_model_file(path)
-    if isinstance(source, str) and _NAME_PATTERN.match(source):
+        return load_model_file(path)
+    if is_style_name(source) and _NAME_PATTERN.match(source):
         return load_style(source, assets_dir)
     available = ", ".join(list_styles(assets_dir)) or "none are installed"
     raise ValueError(
@@ -253,7 +252,26 @@ def resolve_model(source, assets_dir=None):
     )
 
 
-def _load_model_file(path):
+def is_style_name(source):
+    """Whether `source` names a bundled style rather than a file.
+
+    A string without a folder separator that is not an existing path: an
+    existing file wins over a style of the same name. Whether such a style is
+    installed is `list_styles()`'s answer.
+    """
+    return isinstance(source, str) and os.path.sep not in source and not Path(source).exists()
+
+
+def load_model_file(path):
+    """Loads a trained network from a `.keras` file, with the package's layers registered.
+
+    Raises:
+        ValueError: if the file is missing, is not a `.keras` file, or does
+            not load (corrupt archive, unknown layer...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Model file not found: {path}")
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a Keras model file (expected a .keras file)")
     try:

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import backend, images, vgg
+from keras_style.core import backend, cloning, images, vgg
 from keras_style.core import layers as ks_layers
 from keras_style.core.transformer_net import MIN_SIDE
 from keras_style.fast import graph as fast_graph
@@ -107,17 +107,10 @@ def _shared_stats_copy(model):
             return _FixedStatsNorm(
                 layer.epsilon, layer.center, layer.scale, name=layer.name, dtype=layer.dtype_policy
             )
-        return layer.__class__.from_config(layer.get_config())
+        return cloning.copy_layer(layer)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
-    norms = []
-    for old, new in zip(model.layers, copy.layers, strict=True):
-        if isinstance(new, _FixedStatsNorm):
-            new.set_weights([*old.get_weights(), *new.get_weights()[len(old.weights) :]])
-            norms.append(new)
-        elif old.weights:
-            new.set_weights(old.get_weights())
-    return copy, norms
+    copy = cloning.clone_functional(model, clone)
+    return copy, [layer for layer in copy.layers if isinstance(layer, _FixedStatsNorm)]
 
 
 def _inference_model(model, precision):

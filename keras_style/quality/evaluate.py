@@ -13,14 +13,12 @@ Two kinds of figures, on held-out photos that neither network trained on:
 `contact_sheet` lays the images out as rows of photo | slow | fast outputs.
 """
 
-import math
-
 import numpy as np
 from keras import ops
 from PIL import Image, ImageDraw
 
 from keras_style.core import images as image_lib
-from keras_style.core import losses, metrics
+from keras_style.core import jsonio, losses, metrics
 
 #: Default acceptance targets on held-out photos.
 TARGET_MIN_SSIM = 0.70
@@ -140,16 +138,11 @@ def _to_slow(images, slow):
 
 
 def _means(values):
-    return {k: _finite(float(np.mean(v))) for k, v in values.items()}
+    return {k: jsonio.finite(float(np.mean(v))) for k, v in values.items()}
 
 
 def _at(values, i):
-    return {k: _finite(float(v[i])) for k, v in values.items()}
-
-
-def _finite(value):
-    """JSON has no infinity: an infinite PSNR (identical images) is written as null."""
-    return value if math.isfinite(value) else None
+    return {k: jsonio.finite(float(v[i])) for k, v in values.items()}
 
 
 def check_targets(report, name, min_ssim=TARGET_MIN_SSIM, max_style_ratio=TARGET_MAX_STYLE_RATIO):
@@ -224,13 +217,10 @@ def held_out_check(eval_ids, train_dirs):
 
 
 def run_model(model, photos, batch_size=4):
-    """Applies a fast network (a `keras.Model` or a `.keras` path) to (N, S, S, 3) photos."""
-    import keras
+    """Applies a fast network (`keras.Model`, `.keras` path, style name) to (N, S, S, 3) photos."""
+    from keras_style.fast import styles
 
-    from keras_style.core import transformer_net  # noqa: F401  registers TransformerNet
-
-    if not isinstance(model, keras.Model):
-        model = keras.saving.load_model(model)
+    model = styles.resolve_model(model)
     outputs = [
         model.predict_on_batch(photos[i : i + batch_size])
         for i in range(0, len(photos), batch_size)

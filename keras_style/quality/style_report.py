@@ -19,14 +19,6 @@ from keras_style.fast import styles
 from keras_style.quality import evaluate
 
 
-def square_photo(image, size):
-    """Centre-crops an (H, W, 3) [0, 255] image to a square and resizes it to `size` pixels."""
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return image_lib.resize(image[top : top + side, left : left + side], (size, size))
-
-
 def letterbox(image, size, fill=255.0):
     """Fits a whole (H, W, 3) image into a `size` square, padding with `fill` (white)."""
     fitted = image_lib.resize(image, image_lib.fit_size(image.shape, long_side=size))
@@ -71,7 +63,7 @@ def bundled_styles_report(photos, paintings, extractor, names=None, assets_dir=N
 
     Args:
         photos: {photo name: (S, S, 3) [0, 255] image}, all the same square size
-            (see `square_photo`); use photos the styles were not trained on.
+            (see `images.center_square`); use photos the styles were not trained on.
         paintings: {style name: (H, W, 3) [0, 255] painting}.
         extractor: a `vgg.FeatureExtractor` with the default loss layers.
         names: styles to report (default: all of `styles.list_styles()`).

@@ -22,13 +22,11 @@ import concurrent.futures
 import dataclasses
 import os
 import warnings
-from pathlib import Path
 
 import tensorflow as tf
 from PIL import Image
 
-#: File suffixes picked up by `list_image_files` (all decodable by tf.io.decode_image).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from keras_style.core import images
 
 #: Validation modes of `scan_image_files`.
 VALIDATE_MODES = ("full", "header", "none")
@@ -58,25 +56,6 @@ class DatasetInfo:
             "num_skipped": len(self.skipped),
             "skipped": [[str(path), reason] for path, reason in self.skipped],
         }
-
-
-def list_image_files(directory):
-    """Sorted image files (by suffix, case-insensitive) under `directory`, recursively.
-
-    Raises:
-        ValueError: if the folder does not exist or holds no image file.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"Image folder not found: {directory}")
-    files = sorted(
-        path
-        for path in directory.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
-    if not files:
-        raise ValueError(f"No image files ({', '.join(IMAGE_SUFFIXES)}) found under {directory}")
-    return files
 
 
 def _check_file(path, mode):
@@ -207,7 +186,7 @@ def image_folder_dataset(
     """Batches of random crops from every image file under `directory`.
 
     Args:
-        directory: folder searched recursively for `IMAGE_SUFFIXES` files.
+        directory: folder searched recursively for `images.IMAGE_SUFFIXES` files.
         image_size: side of the square crops.
         batch_size: images per batch (the last partial batch is dropped).
         shuffle: reshuffle the files on every pass.
@@ -224,7 +203,7 @@ def image_folder_dataset(
         ValueError: on bad sizes, a missing folder, or no readable image.
     """
     _check_sizes(image_size, batch_size)
-    good, skipped = scan_image_files(list_image_files(directory), validate)
+    good, skipped = scan_image_files(images.list_image_files(directory), validate)
     if not good:
         raise ValueError(f"None of the {len(skipped)} image files under {directory} is readable")
     files = tf.data.Dataset.from_tensor_slices([str(p) for p in good])

@@ -54,7 +54,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import images, losses, vgg
+from keras_style.core import images, jsonio, losses, vgg
+from keras_style.core.jsonio import read_preset
 from keras_style.core.transformer_net import HEADS, WIDTHS, build_transformer_net
 from keras_style.train import data
 
@@ -235,23 +236,6 @@ class TrainConfig:
         if self.style_layers:
             kwargs["style_layers"] = dict(self.style_layers)
         return losses.LossConfig(**kwargs)
-
-
-def read_preset(path):
-    """The JSON object in a preset file, as a dict (validated when made a `TrainConfig`).
-
-    Keys starting with "_" are comments and dropped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Config file not found: {path}")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return {key: value for key, value in values.items() if not key.startswith("_")}
 
 
 def _scale_for_replicas(loss):
@@ -849,11 +833,6 @@ def _samples(dataset, count):
     return np.asarray(content)[:count]
 
 
-def _write_json(path, values):
-    with images.atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-
-
 def _check_same_job(workdir, config):
     """Warns when a work dir with checkpoints is reused with a different configuration."""
     path = Path(workdir) / "config.json"
@@ -895,8 +874,8 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
             info = data.DatasetInfo("custom dataset", None)
         steps = total_steps(config, info)
         if chief:
-            _write_json(workdir / "config.json", config.to_dict())
-            _write_json(workdir / "data.json", info.to_json())
+            jsonio.write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
+            jsonio.write_json(workdir / "data.json", info.to_json(), sort_keys=True)
         if info.skipped:
             _log.warning("Skipped %d unreadable image files (see data.json)", len(info.skipped))
         trainer = build_trainer(config)

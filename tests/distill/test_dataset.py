@@ -10,6 +10,7 @@ import pytest
 from conftest import make_painting, make_photo
 from PIL import Image
 
+from keras_style.core import images
 from keras_style.distill import dataset as sd
 
 SIZE = 32
@@ -90,7 +91,7 @@ def test_write_and_load(tmp_path, photo_dir, recipe):
     ids, contents, stylized = sd.load_pairs(tmp_path / "ds")
     assert ids == ["p0.png", "p1.png", "p2.png"]
     assert contents.shape == stylized.shape == (3, SIZE, SIZE, 3)
-    expected = sd.center_square(make_photo(36, 44, seed=0), SIZE)
+    expected = images.center_square(make_photo(36, 44, seed=0), SIZE)
     np.testing.assert_allclose(contents[0], np.rint(expected), atol=1)
     assert np.abs(stylized - contents).mean() > 1.0  # the slow method changed the images
 

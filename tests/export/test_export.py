@@ -16,7 +16,7 @@ import pytest
 from conftest import make_photo
 from PIL import Image
 
-from keras_style.core import metrics
+from keras_style.core import images, metrics
 from keras_style.export import convert as export_convert
 from keras_style.export import delegate as export_delegate
 from keras_style.export import exporter as export
@@ -161,7 +161,7 @@ def test_report_and_model_cards(tflite_dir):
 
 @pytest.mark.slow
 def test_int8_with_uint8_io(tiny, photo_dir):
-    calibration = export_convert.load_photos(export_convert.list_photos(photo_dir), 32)
+    calibration = export_convert.load_photos(images.list_image_files(photo_dir), 32)
     content = export_convert.convert_model(
         tiny[0], "int8", calibration=calibration, int8_io="uint8"
     )
@@ -406,7 +406,7 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
     (Random networks, whose int8 error is chaotic, say nothing about trained ones.)
     """
     model = _trained_like()
-    calibration = export_convert.load_photos(export_convert.list_photos(photo_dir), 32)
+    calibration = export_convert.load_photos(images.list_image_files(photo_dir), 32)
     naive, none = export_convert.convert_model_with_recipe(
         model, "int8", calibration=calibration, rewrite=False
     )
@@ -458,7 +458,7 @@ def test_residual_head_converts_and_keeps_its_input_path_in_float(photo_dir):
         "residual_add",
         "head_clip",
     ]
-    calibration = export_convert.load_photos(export_convert.list_photos(photo_dir), 32)
+    calibration = export_convert.load_photos(images.list_image_files(photo_dir), 32)
     content, recipe = export_convert.convert_model_with_recipe(
         model, "int8", calibration=calibration
     )

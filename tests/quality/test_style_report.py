@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import make_painting, make_photo
 
+from keras_style.core import images as image_lib
 from keras_style.core import losses, vgg
 from keras_style.core.transformer_net import TransformerNet
 from keras_style.fast import styles
@@ -31,7 +32,7 @@ def assets(tmp_path):
 
 def test_square_photo_and_letterbox():
     photo = make_photo(30, 50)
-    square = style_report.square_photo(photo, 24)
+    square = image_lib.center_square(photo, 24)
     assert square.shape == (24, 24, 3)
     cell = style_report.letterbox(make_painting(20, 40), 32)
     assert cell.shape == (32, 32, 3)
@@ -40,7 +41,7 @@ def test_square_photo_and_letterbox():
 
 
 def test_report_and_sheet(assets, extractor):
-    photos = {f"p{i}": style_report.square_photo(make_photo(40, 48, seed=i), 32) for i in range(3)}
+    photos = {f"p{i}": image_lib.center_square(make_photo(40, 48, seed=i), 32) for i in range(3)}
     paintings = {"stripes": make_painting(), "waves": make_painting(seed=5)}
     report, sheet = style_report.bundled_styles_report(
         photos, paintings, extractor, assets_dir=assets
@@ -62,7 +63,7 @@ def test_report_and_sheet(assets, extractor):
 
 
 def test_report_errors(assets, extractor):
-    photo = {"p": style_report.square_photo(make_photo(), 32)}
+    photo = {"p": image_lib.center_square(make_photo(), 32)}
     with pytest.raises(ValueError, match="No painting given for style\\(s\\): waves"):
         style_report.bundled_styles_report(
             photo, {"stripes": make_painting()}, extractor, assets_dir=assets

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from keras_style.core import images
 from keras_style.train import data
 
 
@@ -34,7 +35,7 @@ def image_dir(tmp_path):
 
 
 def test_lists_images_recursively_by_suffix(image_dir):
-    names = {p.name for p in data.list_image_files(image_dir)}
+    names = {p.name for p in images.list_image_files(image_dir)}
     assert names == {
         "rgb.jpg",
         "gray.jpg",
@@ -48,9 +49,9 @@ def test_lists_images_recursively_by_suffix(image_dir):
 
 def test_missing_or_empty_folder_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="not found"):
-        data.list_image_files(tmp_path / "nope")
-    with pytest.raises(ValueError, match="No image files"):
-        data.list_image_files(tmp_path)
+        images.list_image_files(tmp_path / "nope")
+    with pytest.raises(ValueError, match="No images"):
+        images.list_image_files(tmp_path)
 
 
 def test_corrupt_files_are_skipped_and_counted(image_dir):

@@ -152,13 +152,14 @@ def bench_training(width, steps):
     import keras
     import tensorflow as tf
 
-    from keras_style.train import trainer
+    from keras_style.train.config import TrainConfig
+    from keras_style.train.model import build_trainer
 
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         style_image="unused", vgg_weights=None, width=width, image_size=256, batch_size=4
     )
     style = np.random.default_rng(1).uniform(0, 255, (256, 256, 3)).astype(np.float32)
-    model = trainer.build_trainer(config, style_image=style)
+    model = build_trainer(config, style_image=style)
     batch = np.random.default_rng(2).uniform(0, 255, (4, 256, 256, 3)).astype(np.float32)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)  # compile

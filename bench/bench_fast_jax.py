@@ -26,7 +26,7 @@ Prints, and writes as JSON with `--json PATH`:
   (PSNR, mean over images, and the largest absolute pixel difference, on
   outputs clipped to [0, 255]);
 - optionally (`--train_steps N`) training speed: N steps of the perceptual
-  loss through `keras_style.train.trainer.build_trainer` and `fit` (VGG16, random
+  loss through `keras_style.train.model.build_trainer` and `fit` (VGG16, random
   weights unless `--vgg_weights`; speed does not depend on the weights);
 - `--budget_s S`: inference measurements not started S seconds after the
   start are skipped (and listed); training still runs. With `--json` the
@@ -45,7 +45,6 @@ CPU smoke test (seconds):
 """
 
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -53,7 +52,6 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -166,25 +164,6 @@ class Clock:
 
     def spent(self):
         return self.budget_s > 0 and time.perf_counter() - self.start > self.budget_s
-
-
-def import_trainer():
-    """`keras_style.train.trainer`, importable without TensorFlow.
-
-    `keras_style.train.data` (imported by the trainer for its tf.data pipeline)
-    imports TensorFlow at module level; without it, a stand-in module holding
-    the one name the trainer reads at build time takes its place. The
-    benchmark feeds numpy batches, so the data pipeline is never used.
-    """
-    try:
-        return importlib.import_module("keras_style.train.trainer"), False
-    except ImportError as e:
-        if "tensorflow" not in str(e):
-            raise
-    stub = types.ModuleType("keras_style.train.data")
-    stub.VALIDATE_MODES = ("full", "header", "none")
-    sys.modules["keras_style.train.data"] = stub
-    return importlib.import_module("keras_style.train.trainer"), True
 
 
 def psnr(a, b):
@@ -375,10 +354,14 @@ def report_quality(size, outputs, count, results):
 
 
 def bench_training(args, results):
-    trainer, stubbed = import_trainer()
+    # keras_style.train.model and .config import no TensorFlow (the tf.data pipeline,
+    # train.data, is not needed: the benchmark feeds numpy batches).
+    from keras_style.train import config as train_config
+    from keras_style.train import model as train_model
+
     size, batch = args.train_size, args.train_batch
     with tempfile.TemporaryDirectory() as workdir:
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             workdir=workdir,
             style_image=args.style_image,
             image_size=size,
@@ -391,9 +374,9 @@ def bench_training(args, results):
             jit_compile=True,
             seed=0,
         )
-        style = trainer.load_style_image(args.style_image, config.style_size)
+        style = train_model.load_style_image(args.style_image, config.style_size)
         start = time.perf_counter()
-        model = trainer.build_trainer(config, style_image=style)
+        model = train_model.build_trainer(config, style_image=style)
         build_s = time.perf_counter() - start
     content, _ = load_photos(args.photos, (size, size), batch)
 
@@ -424,7 +407,6 @@ def bench_training(args, results):
         "build_s": build_s,
         "first_step_s": compile_s,
         "last_loss": float(history.history["loss"][-1]),
-        "data_module_stubbed": stubbed,
     }
     results["training"] = row
     results.save()

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from keras_style.distill import training as distill  # noqa: E402
-from keras_style.train import trainer  # noqa: E402
+from keras_style.train import distribution  # noqa: E402
 from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -43,7 +43,7 @@ flags.DEFINE_integer("verbose", 1, "fit verbosity: 1 progress bar, 2 one line pe
 
 
 def run():
-    trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
+    distribution.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
     if not FLAGS.dataset_dir:
         raise ValueError("--dataset_dir is required")
     config = flags_common.resolve_config(loss="distill")

@@ -1,4 +1,4 @@
-"""absl flags shared by the training binaries, mirroring `keras_style.train.trainer.TrainConfig`.
+"""absl flags shared by the training binaries, mirroring `keras_style.train.config.TrainConfig`.
 
 Every flag defaults to None, meaning "not given": the value then comes from the
 --config preset, or from `TrainConfig`'s default. Only flags given on the
@@ -12,12 +12,12 @@ import json
 from absl import flags
 
 from keras_style.core import jsonio, vgg
-from keras_style.train import data, trainer
+from keras_style.train import config, data, distribution
 
 FLAGS = flags.FLAGS
 
 #: `TrainConfig`'s defaults: the help texts quote them, so they cannot drift apart.
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(trainer.TrainConfig)}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
 
 
 def _help(text, field):
@@ -73,7 +73,7 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "net_precision",
     None,
-    list(trainer.NET_PRECISIONS),
+    list(config.NET_PRECISIONS),
     _help(
         "Compute precision of the network being trained (bfloat16 for CPUs with bfloat16 "
         "units and GPUs, float16 for GPUs); weights stay float32.",
@@ -94,7 +94,7 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "strategy",
     None,
-    list(trainer.STRATEGIES),
+    list(config.STRATEGIES),
     "default | mirrored (all local GPUs, or the CPU devices of --cpu_devices) | multi_worker "
     "(TF_CONFIG); tf.distribute under "
     "TensorFlow, keras.distribution.DataParallel under JAX.",
@@ -103,7 +103,7 @@ flags.DEFINE_integer(
     "cpu_devices",
     None,
     "Split the host CPU into N devices (to test --strategy=mirrored without GPUs); default: "
-    f"${trainer.CPU_DEVICES_ENV} or no split. Not part of the saved config.",
+    f"${distribution.CPU_DEVICES_ENV} or no split. Not part of the saved config.",
 )
 flags.DEFINE_enum(
     "jit_compile",
@@ -143,7 +143,7 @@ def _parse(name, value):
 def resolve_config(loss="perceptual"):
     """Preset (if --config) overridden by every flag given; returns a `TrainConfig`."""
     values = {"loss": loss, **(jsonio.read_preset(FLAGS.config) if FLAGS.config else {})}
-    for field in dataclasses.fields(trainer.TrainConfig):
+    for field in dataclasses.fields(config.TrainConfig):
         if field.name in FLAGS and FLAGS[field.name].value is not None:
             values[field.name] = _parse(field.name, FLAGS[field.name].value)
-    return trainer.TrainConfig.from_dict(values)
+    return config.TrainConfig.from_dict(values)

@@ -63,7 +63,7 @@ def load_config(path):
 
 def build_recipe(config):
     """A `SlowRecipe` from the config, with the command-line overrides applied."""
-    from keras_style.distill import dataset as stylized_dataset
+    from keras_style.distill.recipe import SlowRecipe
 
     fields = {k: v for k, v in config.items() if not k.startswith("_")}
     overrides = {
@@ -80,15 +80,15 @@ def build_recipe(config):
         raise ValueError("--style is required")
     weights = [float(w) for w in FLAGS.style_weights] if FLAGS.style_weights else None
     try:
-        return stylized_dataset.SlowRecipe(style_files=FLAGS.style, style_weights=weights, **fields)
+        return SlowRecipe(style_files=FLAGS.style, style_weights=weights, **fields)
     except TypeError as e:
         raise ValueError(f"Unknown option in the config: {e}") from e
 
 
 def build_source():
-    from keras_style.distill import dataset as stylized_dataset
+    from keras_style.distill.sources import content_source
 
-    return stylized_dataset.content_source(
+    return content_source(
         image_dir=FLAGS.image_dir,
         tfds_name=FLAGS.tfds_name,
         split=FLAGS.split,

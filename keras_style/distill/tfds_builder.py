@@ -1,6 +1,6 @@
 """The stylized-pair dataset as a TFDS builder, so TFDS (and Apache Beam) can build it.
 
-`StylizedPairs` runs the same `stylized_dataset.PairGenerator` as the
+`StylizedPairs` runs the same `PairGenerator` as the
 resumable TFRecord writer: one code path for the slow method, two ways to
 drive it. Locally TFDS writes the examples from a plain generator; with
 `StylizedPairsConfig(use_beam=True)` `_generate_examples` returns a Beam
@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from keras_style.distill import dataset as stylized_dataset
+from keras_style.distill.generator import PairGenerator
 
 #: Photos per unit of Beam work (one `PairGenerator` call).
 BEAM_CHUNK = 16
@@ -29,8 +30,8 @@ class StylizedPairsConfig(tfds.core.BuilderConfig):
     """A recipe plus a content source: what `StylizedPairs` builds.
 
     Args:
-        recipe: a `stylized_dataset.SlowRecipe`.
-        source: a `stylized_dataset.FolderSource` or `TfdsSource`.
+        recipe: a `SlowRecipe`.
+        source: a `FolderSource` or `TfdsSource`.
         use_beam: return a Beam transform from `_generate_examples`.
         **kwargs: `tfds.core.BuilderConfig` arguments (`name`, `description`).
     """
@@ -82,7 +83,7 @@ class StylizedPairs(tfds.core.GeneratorBasedBuilder):
 
 def _examples(recipe, source, start, stop):
     """Yields TFDS (key, example) pairs for photos start..stop-1 of the source."""
-    generator = stylized_dataset.PairGenerator(recipe)
+    generator = PairGenerator(recipe)
     for item_id, content, stylized in generator(source.read(start, stop)):
         yield item_id, {"id": item_id, "content": content, "stylized": stylized}
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from keras_style.core import jsonio
 from keras_style.distill import dataset as stylized_dataset
-from keras_style.train import trainer
+from keras_style.train import distribution, trainer
 
 
 def joint_augment(content, target, crop_size, seed=None, flip=True, crop_step=1):
@@ -173,7 +173,7 @@ def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
     """Trains (or resumes training) a fast network on stylized datasets.
 
     Args:
-        config: a `trainer.TrainConfig`; `loss` is set to "distill",
+        config: a `TrainConfig`; `loss` is set to "distill",
             `image_size` is the crop size, `pixel_weight`/`content_weight`/
             `style_weight`/`tv_weight` weigh the loss parts.
         dataset_dirs: the stylized dataset folder, or a list of folders made
@@ -196,7 +196,7 @@ def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
     )
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    if trainer.is_chief():
+    if distribution.is_chief():
         record = {
             "stylized_datasets": [str(Path(d).resolve()) for d in dirs],
             "cards": cards,

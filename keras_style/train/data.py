@@ -27,9 +27,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_style.core import images
-
-#: Validation modes of `scan_image_files`.
-VALIDATE_MODES = ("full", "header", "none")
+from keras_style.train.config import VALIDATE_MODES
 
 _AUTOTUNE = tf.data.AUTOTUNE
 

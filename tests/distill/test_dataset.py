@@ -12,6 +12,8 @@ from PIL import Image
 
 from keras_style.core import images
 from keras_style.distill import dataset as sd
+from keras_style.distill.recipe import SlowRecipe, file_sha256
+from keras_style.distill.sources import FolderSource, TfdsSource
 
 SIZE = 32
 
@@ -31,7 +33,7 @@ def photo_dir(tmp_path):
 def recipe(tmp_path, vgg16_weights_file):
     style = tmp_path / "style.png"
     Image.fromarray(make_painting().astype(np.uint8)).save(style)
-    return sd.SlowRecipe(
+    return SlowRecipe(
         style_files=[str(style)],
         image_size=SIZE,
         backbone="vgg16",
@@ -49,24 +51,24 @@ def test_recipe_fills_defaults_and_validates(recipe):
     assert recipe.optimize["optimizer"] == "lbfgs" and recipe.loss["style_weight"] > 0
     assert recipe.optimize_config().size == SIZE
     with pytest.raises(ValueError, match="Style image not found"):
-        sd.SlowRecipe(style_files=["/nonexistent.jpg"])
+        SlowRecipe(style_files=["/nonexistent.jpg"])
     with pytest.raises(ValueError, match="Unknown optimize option"):
-        sd.SlowRecipe(style_files=recipe.style_files, optimize={"iters": 3})
+        SlowRecipe(style_files=recipe.style_files, optimize={"iters": 3})
     with pytest.raises(ValueError, match="image_size"):
-        sd.SlowRecipe(style_files=recipe.style_files, image_size=8)
+        SlowRecipe(style_files=recipe.style_files, image_size=8)
     with pytest.raises(ValueError, match="image_size, not optimize.size"):
-        sd.SlowRecipe(style_files=recipe.style_files, optimize={"size": 99})
+        SlowRecipe(style_files=recipe.style_files, optimize={"size": 99})
 
 
 def test_card_round_trip(tmp_path, photo_dir, recipe):
-    source = sd.FolderSource(photo_dir, skip=1, max_examples=3)
+    source = FolderSource(photo_dir, skip=1, max_examples=3)
     assert len(source) == 3 and len(source.skipped) == 1  # the broken file is left out
     card = sd.make_card(recipe, source, examples_per_shard=2)
     sd.write_card(tmp_path, card)
     again = sd.read_card(tmp_path)
     assert again == json.loads(json.dumps(card))
-    assert sd.SlowRecipe.from_json(again["recipe"]) == recipe
-    assert again["recipe"]["style_sha256"][0] == sd.file_sha256(recipe.style_files[0])
+    assert SlowRecipe.from_json(again["recipe"]) == recipe
+    assert again["recipe"]["style_sha256"][0] == file_sha256(recipe.style_files[0])
     assert [s["num_examples"] for s in again["shards"]] == [2, 1]
     assert again["recipe"]["optimize"]["iterations"] == 2
     assert again["package_version"]
@@ -81,7 +83,7 @@ def test_read_card_rejects_non_datasets(tmp_path):
 
 
 def test_write_and_load(tmp_path, photo_dir, recipe):
-    source = sd.FolderSource(photo_dir, max_examples=3)
+    source = FolderSource(photo_dir, max_examples=3)
     card = sd.write_stylized_dataset(
         tmp_path / "ds", source, recipe, examples_per_shard=2, verbose=0
     )
@@ -97,7 +99,7 @@ def test_write_and_load(tmp_path, photo_dir, recipe):
 
 
 def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, photo_dir, recipe):
-    source = sd.FolderSource(photo_dir)
+    source = FolderSource(photo_dir)
     whole = tmp_path / "whole"
     sd.write_stylized_dataset(whole, source, recipe, examples_per_shard=2, verbose=0)
 
@@ -138,7 +140,7 @@ def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, photo_dir,
 
 
 def test_workers_split_the_shards_and_cards_must_match(tmp_path, photo_dir, recipe):
-    source = sd.FolderSource(photo_dir, max_examples=4)
+    source = FolderSource(photo_dir, max_examples=4)
     out = tmp_path / "ds"
     expected = {1: ["stylized-00001", "stylized-00003"], 0: [f"stylized-0000{i}" for i in range(4)]}
     for worker in (1, 0):
@@ -147,7 +149,7 @@ def test_workers_split_the_shards_and_cards_must_match(tmp_path, photo_dir, reci
         )
         assert sorted(p.name[:14] for p in out.glob("stylized-*")) == expected[worker]
     assert _ids(out) == [f"p{i}.png" for i in range(4)]
-    other = sd.SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 3}})
+    other = SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 3}})
     with pytest.raises(ValueError, match="different stylized dataset"):
         sd.write_stylized_dataset(out, source, other, examples_per_shard=1, verbose=0)
     with pytest.raises(ValueError, match="worker_index"):
@@ -157,7 +159,7 @@ def test_workers_split_the_shards_and_cards_must_match(tmp_path, photo_dir, reci
 def test_tfds_builder_builds_the_same_pairs(tmp_path, photo_dir, recipe):
     from keras_style.distill import tfds_builder
 
-    source = sd.FolderSource(photo_dir, max_examples=3)
+    source = FolderSource(photo_dir, max_examples=3)
     builder = tfds_builder.make_builder(recipe, source, data_dir=tmp_path / "tfds")
     builder.download_and_prepare()
     examples = sorted(builder.as_dataset(split="train").as_numpy_iterator(), key=lambda e: e["id"])
@@ -173,9 +175,9 @@ def test_tfds_builder_builds_the_same_pairs(tmp_path, photo_dir, recipe):
 def test_tfds_dataset_as_content_source(tmp_path, photo_dir, recipe):
     from keras_style.distill import tfds_builder
 
-    built = tfds_builder.make_builder(recipe, sd.FolderSource(photo_dir, max_examples=3), tmp_path)
+    built = tfds_builder.make_builder(recipe, FolderSource(photo_dir, max_examples=3), tmp_path)
     built.download_and_prepare()
-    source = sd.TfdsSource(
+    source = TfdsSource(
         "stylized_pairs/custom", data_dir=tmp_path, image_key="content", skip=1, download=False
     )
     assert len(source) == 2 and source.describe()["type"] == "tfds"
@@ -185,7 +187,7 @@ def test_tfds_dataset_as_content_source(tmp_path, photo_dir, recipe):
     assert len(ids) == 2 and set(ids) < {"p0.png", "p1.png", "p2.png"}
     assert card["content"]["name"] == "stylized_pairs/custom"
     with pytest.raises(ValueError, match="no prepared split"):
-        sd.TfdsSource("stylized_pairs/custom", split="test", data_dir=tmp_path, download=False)
+        TfdsSource("stylized_pairs/custom", split="test", data_dir=tmp_path, download=False)
 
 
 def _written(tmp_path, source, recipe):
@@ -200,7 +202,7 @@ def test_tfds_builder_on_beam(tmp_path, photo_dir, recipe):
 
     from keras_style.distill import tfds_builder
 
-    source = sd.FolderSource(photo_dir, max_examples=2)
+    source = FolderSource(photo_dir, max_examples=2)
     builder = tfds_builder.make_builder(recipe, source, tmp_path / "tfds", use_beam=True)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(beam_runner=beam.runners.DirectRunner())
@@ -236,10 +238,8 @@ def test_killed_generation_process_resumes(tmp_path, photo_dir, recipe):
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     clean = tmp_path / "clean"
-    same = sd.SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 2}})
-    sd.write_stylized_dataset(
-        clean, sd.FolderSource(photo_dir), same, examples_per_shard=1, verbose=0
-    )
+    same = SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 2}})
+    sd.write_stylized_dataset(clean, FolderSource(photo_dir), same, examples_per_shard=1, verbose=0)
     assert sd.read_card(out) == sd.read_card(clean)
     a, b = sd.load_pairs(out), sd.load_pairs(clean)
     assert a[0] == b[0]

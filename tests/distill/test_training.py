@@ -13,8 +13,10 @@ from PIL import Image
 
 from keras_style.distill import dataset as sd
 from keras_style.distill import training as distill
+from keras_style.distill.recipe import SlowRecipe
+from keras_style.distill.sources import FolderSource
 from keras_style.quality import evaluate
-from keras_style.train import trainer
+from keras_style.train.config import TrainConfig
 
 SIZE = 32
 
@@ -29,7 +31,7 @@ def datasets(tmp_path_factory, vgg16_weights_file):
         Image.fromarray(make_photo(40, 48, seed=i).astype(np.uint8)).save(photos / f"p{i}.png")
     style = root / "style.png"
     Image.fromarray(make_painting().astype(np.uint8)).save(style)
-    recipe = sd.SlowRecipe(
+    recipe = SlowRecipe(
         style_files=[str(style)],
         image_size=SIZE,
         backbone="vgg16",
@@ -38,8 +40,8 @@ def datasets(tmp_path_factory, vgg16_weights_file):
         batch_size=2,
     )
     train, held_out = root / "train", root / "held_out"
-    sd.write_stylized_dataset(train, sd.FolderSource(photos, skip=2), recipe, verbose=0)
-    sd.write_stylized_dataset(held_out, sd.FolderSource(photos, max_examples=2), recipe, verbose=0)
+    sd.write_stylized_dataset(train, FolderSource(photos, skip=2), recipe, verbose=0)
+    sd.write_stylized_dataset(held_out, FolderSource(photos, max_examples=2), recipe, verbose=0)
     return train, held_out
 
 
@@ -64,7 +66,7 @@ def test_joint_augment_grid_offsets_and_no_flip():
         offsets.add((top, left))
     assert len(offsets) > 3  # still random, on the grid (0, 16, 32)
     with pytest.raises(ValueError, match="pair_crop_step"):
-        trainer.TrainConfig(pair_crop_step=0)
+        TrainConfig(pair_crop_step=0)
 
 
 def test_pair_dataset(datasets):
@@ -107,7 +109,7 @@ def test_pair_dataset_of_several_datasets(datasets, tmp_path):
 @pytest.mark.slow
 def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
     train, held_out = datasets
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         workdir=str(tmp_path / "run"),
         loss="distill",
         image_size=24,

@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("imageio_ffmpeg")
 
 from keras_style import cli  # noqa: E402
-from keras_style.fast import styles, video  # noqa: E402
+from keras_style.fast import ffmpeg, styles, temporal, video  # noqa: E402
 
 
 def _ffmpeg(*args):
-    cmd = [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
+    cmd = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 
@@ -59,7 +59,7 @@ def invert(batch):
 
 def _audio_packets(path):
     """(pts, size, crc) of every audio packet: equal lists mean the audio was copied bit-exactly."""
-    cmd = [video.ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy"]
+    cmd = [ffmpeg.ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy"]
     listing = subprocess.run(cmd + ["-f", "framecrc", "-"], capture_output=True, text=True).stdout
     rows = [line.split(",") for line in listing.splitlines() if not line.startswith("#")]
     return [(r[2].strip(), r[4].strip(), r[5].strip()) for r in rows if len(r) >= 6]
@@ -76,8 +76,8 @@ def test_round_trip_keeps_frames_size_fps_and_audio(clips, tmp_path):
     assert (info.frames, info.size, info.fps, info.audio_codec) == (12, (64, 48), 12, "aac")
     assert info.path == out
     _only(tmp_path, "out.mp4")
-    source, _ = video.read_video(clips["audio.mp4"])
-    result, fps = video.read_video(out)
+    source, _ = ffmpeg.read_video(clips["audio.mp4"])
+    result, fps = ffmpeg.read_video(out)
     assert result.shape == source.shape and fps == Fraction(12)
     # Every frame is the stylizer's output of the matching input frame (up to codec loss).
     assert np.abs(result - (255.0 - source)).mean() < 4.0
@@ -113,16 +113,16 @@ def test_frames_are_stylized_in_batches(clips, tmp_path):
 
 
 def test_strength_zero_and_preserve_color_keep_the_input(clips, tmp_path):
-    source, _ = video.read_video(clips["audio.mp4"])
+    source, _ = ffmpeg.read_video(clips["audio.mp4"])
     out = tmp_path / "s0.mp4"
     video.stylize_video(clips["audio.mp4"], out, model=invert, strength=0.0, verbose=0)
-    assert np.abs(video.read_video(out)[0] - source).mean() < 3.0
+    assert np.abs(ffmpeg.read_video(out)[0] - source).mean() < 3.0
     # A stylizer that only drops the colours gets them back with preserve_color.
     luminance = lambda b: np.repeat(b @ np.float32([[0.299], [0.587], [0.114]]), 3, -1)  # noqa: E731
     video.stylize_video(clips["audio.mp4"], out, model=luminance, verbose=0)
-    assert np.abs(video.read_video(out)[0] - source).mean() > 20.0
+    assert np.abs(ffmpeg.read_video(out)[0] - source).mean() > 20.0
     video.stylize_video(clips["audio.mp4"], out, model=luminance, preserve_color=True, verbose=0)
-    assert np.abs(video.read_video(out)[0] - source).mean() < 3.0
+    assert np.abs(ffmpeg.read_video(out)[0] - source).mean() < 3.0
 
 
 def test_progress_bar_reports_fps(clips, tmp_path, capsys):
@@ -149,37 +149,37 @@ def _noisy_stylizer(seed=0):
 def test_smoothing_reduces_flicker_without_smearing_motion():
     scene = _scene()
     raw = _noisy_stylizer()(scene).astype(np.float32)
-    smoother = video.TemporalSmoother(0.8)
+    smoother = temporal.TemporalSmoother(0.8)
     smoothed = np.stack([smoother(c, s) for c, s in zip(scene, raw, strict=True)])
-    before, after = video.flicker(scene, raw), video.flicker(scene, smoothed)
+    before, after = temporal.flicker(scene, raw), temporal.flicker(scene, smoothed)
     assert after < 0.5 * before
     # Pixels that change in the input keep the new stylized frame exactly.
     for t in range(1, len(scene)):
-        moving = np.abs(scene[t] - scene[t - 1]).max(-1) > 4 * video.STATIC_THRESHOLD
+        moving = np.abs(scene[t] - scene[t - 1]).max(-1) > 4 * temporal.STATIC_THRESHOLD
         assert moving.any()
         np.testing.assert_array_equal(smoothed[t][moving], raw[t][moving])
 
 
 def test_smoothing_end_to_end_lowers_flicker_of_the_file(clips, tmp_path):
-    source, _ = video.read_video(clips["audio.mp4"])
+    source, _ = ffmpeg.read_video(clips["audio.mp4"])
     figures = {}
     for smoothing in (0.0, 0.8):
         out = tmp_path / f"s{smoothing}.mp4"
         model = _noisy_stylizer(seed=1)
         video.stylize_video(clips["audio.mp4"], out, model=model, smoothing=smoothing, verbose=0)
-        figures[smoothing] = video.flicker(source, video.read_video(out)[0])
+        figures[smoothing] = temporal.flicker(source, ffmpeg.read_video(out)[0])
     assert figures[0.8] < 0.6 * figures[0.0]
 
 
 def test_flicker_metric():
     scene = _scene()
-    assert video.flicker(scene, scene) == 0.0
+    assert temporal.flicker(scene, scene) == 0.0
     shifted = scene + np.arange(len(scene), dtype=np.float32)[:, None, None, None]
-    assert video.flicker(scene, shifted) == pytest.approx(1.0)
+    assert temporal.flicker(scene, shifted) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="two"):
-        video.flicker(scene[:1], scene[:1])
+        temporal.flicker(scene[:1], scene[:1])
     with pytest.raises(ValueError, match="still"):
-        video.flicker(np.stack([scene[0], 255 - scene[0]]), scene[:2])
+        temporal.flicker(np.stack([scene[0], 255 - scene[0]]), scene[:2])
 
 
 @pytest.mark.parametrize(
@@ -278,7 +278,7 @@ def test_cli_video_with_bundled_style_and_list_styles(clips, tmp_path, bundled_s
     out = tmp_path / "o.mp4"
     args = ["video", str(clips["audio.mp4"]), "-o", str(out), "--style", "tiny", "-q"]
     assert cli.main([*args, "--max-size", "32", "--smoothing", "0.5"]) == 0
-    assert video.probe_video(out).size == (32, 24)
+    assert ffmpeg.probe_video(out).size == (32, 24)
     assert cli.main(["list-styles"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "tiny\ttest"
 
@@ -292,7 +292,7 @@ def test_cli_video_with_model_file(clips, tmp_path):
     assert (
         cli.main(["video", str(clips["odd.mkv"]), "-o", str(out), "--model", str(model), "-q"]) == 0
     )
-    assert video.probe_video(out).frames == 12
+    assert ffmpeg.probe_video(out).frames == 12
 
 
 def test_cli_bad_video_exits_2_with_one_line(clips, tmp_path, capsys):

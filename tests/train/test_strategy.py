@@ -68,17 +68,17 @@ def _assert_trained(workdir, stdout, replicas=2):
 def test_split_cpu_devices_and_single_device_fallback():
     script = """
 import os
-from keras_style.train import trainer
-os.environ[trainer.CPU_DEVICES_ENV] = "two"
+from keras_style.train import distribution
+os.environ[distribution.CPU_DEVICES_ENV] = "two"
 try:
-    trainer.split_cpu_devices()
+    distribution.split_cpu_devices()
 except ValueError as e:
     print("bad env:", e)
-assert trainer.split_cpu_devices(1) == 0
-with trainer.distribution_scope("mirrored"):
-    print("replicas:", trainer.num_replicas())
+assert distribution.split_cpu_devices(1) == 0
+with distribution.distribution_scope("mirrored"):
+    print("replicas:", distribution.num_replicas())
 try:
-    trainer.split_cpu_devices(2)
+    distribution.split_cpu_devices(2)
 except RuntimeError as e:
     print("too late:", e)
 """
@@ -176,10 +176,10 @@ def test_tf_multi_worker_two_local_processes(tmp_path, files):
 )
 def test_is_chief_outside_the_strategy_scope_reads_tf_config(monkeypatch, tf_config, chief):
     """Work done before `train()` (e.g. distill's dataset record) is written by the chief only."""
-    from keras_style.train import trainer
+    from keras_style.train import distribution
 
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert trainer._tf_config_chief() is chief
+    assert distribution._tf_config_chief() is chief

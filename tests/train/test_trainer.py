@@ -14,8 +14,10 @@ import tensorflow as tf
 from conftest import tiny_train_command
 from PIL import Image
 
-from keras_style.train import trainer
-from keras_style.train.trainer import CheckpointManager, TrainConfig
+from keras_style.core import jsonio
+from keras_style.train import summaries, trainer
+from keras_style.train.checkpoints import CheckpointManager
+from keras_style.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny.json"
@@ -181,7 +183,7 @@ def test_summary_points_are_step_means_not_running_means(tmp_path):
     """TensorBoard points average the steps since the previous point, across epochs too."""
     from keras_style.quality import curves
 
-    callback = trainer.SummaryCallback(tmp_path, initial_step=10, every=2)
+    callback = summaries.SummaryCallback(tmp_path, initial_step=10, every=2)
     values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0]
     for epoch, chunk in enumerate((values[:6], values[6:])):
         callback.on_epoch_begin(epoch)
@@ -227,7 +229,7 @@ def test_config_validation_and_presets(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         TrainConfig.from_json(tmp_path / "nope.json")
     for preset in (TINY, REPO / "configs" / "starry_night.json"):
-        values = trainer.read_preset(preset)
+        values = jsonio.read_preset(preset)
         TrainConfig.from_dict({"style_image": "x.jpg", **values})
 
 
@@ -236,7 +238,7 @@ def test_bundled_style_presets_name_their_painting():
     presets = sorted((REPO / "configs").glob("bundled_*.json"))
     assert len(presets) == 4
     for preset in presets:
-        config = TrainConfig.from_dict(trainer.read_preset(preset))
+        config = TrainConfig.from_dict(jsonio.read_preset(preset))
         style = preset.stem.removeprefix("bundled_")
         assert Path(config.style_image).name == f"{style}.jpg"
         assert config.backbone == "vgg16" and config.head == "clip" and config.steps >= 1000

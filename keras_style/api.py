@@ -8,6 +8,8 @@
   package (see `keras_style.list_styles()`).
 """
 
+import dataclasses
+import inspect
 import os
 from pathlib import Path
 
@@ -134,17 +136,24 @@ def stylize(
     return result
 
 
-_SLOW_OPTIONS = (
-    "style_weights size iterations optimizer learning_rate init seed style_scale multiscale "
-    "tile_size "
-    "preserve_color precision backbone vgg_weights content_layers style_layers content_weight "
-    "style_weight tv_weight save_every intermediate_dir callback callback_every verbose"
-).split()
+def _slow_options():
+    """Names of the `stylize()` arguments the slow path takes, read from the signatures.
+
+    `_stylize_slow`'s keyword-only parameters plus the `OptimizeConfig` fields
+    it forwards, in `stylize()`'s order: a new option needs no list kept in step.
+    """
+    named = {
+        p.name
+        for p in inspect.signature(_stylize_slow).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    named |= {f.name for f in dataclasses.fields(optimize.OptimizeConfig)}
+    return [name for name in inspect.signature(stylize).parameters if name in named]
 
 
 def locals_for_slow(values):
     """The subset of `stylize()` arguments that the slow path takes."""
-    return {name: values[name] for name in _SLOW_OPTIONS}
+    return {name: values[name] for name in _slow_options()}
 
 
 def _loss_config(content_layers, style_layers, content_weight, style_weight, tv_weight):

@@ -9,6 +9,14 @@ VERSION = re.search(r'__version__ = "([^"]+)"', Path("keras_style/__init__.py").
     1
 )
 
+# Apache Beam for the TFDS builder's Beam path. The floor keeps pip from backtracking
+# to old Beam releases that cap numpy<2.3 (2.70 does) or protobuf<6 (2.65 does; TF 2.21
+# needs protobuf>=6.31.1): 2.74 is the oldest checked release that takes numpy 2.4 next
+# to TF 2.21. The releases checked (2.65-2.77) cap protobuf<7, and 2.77 caps pillow<13
+# and pyarrow<26, so installing Beam resolves those to protobuf 6.33, pillow 12.3 and
+# pyarrow 25 (all inside TF 2.21's and TFDS's ranges).
+BEAM = ["apache-beam>=2.74,<3"]
+
 setup(
     name="keras-style",
     version=VERSION,
@@ -54,6 +62,10 @@ setup(
             "python-multipart",
             "httpx",
             "selenium",
+            # The beam extra: CI builds the TFDS dataset on Beam's DirectRunner
+            # (tests/distill/test_dataset.py::test_tfds_builder_on_beam fails
+            # rather than skips in CI when Beam is missing).
+            *BEAM,
         ],
         # `keras-style serve`: Starlette is a small, maintained ASGI framework whose
         # routing, static files (path-safe) and multipart parsing (python-multipart)
@@ -63,7 +75,7 @@ setup(
         # filters (box blur, dilation) for the flicker smoother's motion mask.
         "video": ["imageio", "imageio-ffmpeg", "scipy"],
         # Building the stylized dataset through TFDS on Apache Beam.
-        "beam": ["apache-beam"],
+        "beam": BEAM,
     },
     entry_points={"console_scripts": ["keras-style=keras_style.cli:main"]},
 )

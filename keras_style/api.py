@@ -92,9 +92,9 @@ def stylize(
         strength: fast path: 0 returns the photo, 1 the full style.
         max_size: fast path: shrink the photo so its long side is at most this.
         precision: "auto" (default: bfloat16 on GPUs and on CPUs with
-            bfloat16 instructions, else float32), "float32" or "bfloat16".
+            AMX tiles, else float32), "float32" or "bfloat16".
             Slow path: the VGG loss network's compute (1.7x faster per
-            iteration on an AVX512_BF16 CPU, losses within 0.1 %). Fast path:
+            iteration on a CPU with AMX, losses within 0.1 %). Fast path:
             the network's middle layers (about 2x faster, ~57 dB PSNR against
             float32).
         backbone: slow path loss network: "vgg19" (default) or "vgg16".

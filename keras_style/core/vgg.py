@@ -18,8 +18,11 @@ BACKBONES = ("vgg19", "vgg16")
 #: runs it natively (see `resolve_precision`).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-#: CPU feature flags (Linux /proc/cpuinfo) that make bfloat16 convolutions fast.
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: CPU feature flags (Linux /proc/cpuinfo) that make bfloat16 convolutions fast: AMX
+#: tiles only. AVX512_BF16 alone is no faster than float32 FMA, and oneDNN's bfloat16
+#: kernels then run 1.5-2.4x slower than float32 (`bench/bench_precision.py`,
+#: docs/precision/bench.json).
+_BF16_CPU_FLAGS = ("amx_bf16",)
 
 #: ImageNet mean in BGR order, as used by `keras.applications.vgg19.preprocess_input`.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -78,12 +81,13 @@ def _on_accelerator():
 
 
 def resolve_precision(precision):
-    """Resolves "auto": bfloat16 on GPUs and on CPUs with bfloat16 instructions, else float32.
+    """Resolves "auto": bfloat16 on GPUs and on CPUs with AMX tiles, else float32.
 
     bfloat16 convolutions with float32 weights and statistics make the slow
-    path's VGG forward and backward pass 1.7x faster on an AVX512_BF16 CPU,
-    with Gram and content losses within 0.1 % of float32. Elsewhere bfloat16 is
-    emulated and slower, hence the hardware check.
+    path's VGG forward and backward pass 1.7x faster on a CPU with AMX, with
+    Gram and content losses within 0.1 % of float32. Elsewhere (AVX2, or
+    AVX512_BF16 without AMX) oneDNN's bfloat16 kernels are 1.5-2.4x slower than
+    float32 (`bench/bench_precision.py`), hence the hardware check.
 
     Raises:
         ValueError: for a precision not in `PRECISIONS`.

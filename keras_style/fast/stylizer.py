@@ -15,7 +15,7 @@ then equals the untiled one.
 Inference runs on a copy of the network made by `keras_style.fast.graph`:
 same weights, slow layer chains rewritten into identical but cheaper
 computations (a quarter less CPU time), and optionally bfloat16 compute
-(`precision="bfloat16"`: on CPUs with AVX512_BF16 about 40% of the plain
+(`precision="bfloat16"`: on CPUs with AMX about 40% of the plain
 float32 model's time, at 54 to 58 dB PSNR from the float32 result).
 """
 
@@ -182,10 +182,11 @@ class FastStylizer:
             model's results up to rounding) or "bfloat16" (bfloat16
             activations and convolutions with float32 weights, norm
             statistics and output; needs a Functional model). At
-            512x512 on a 2-core AVX512_BF16 CPU, the plain Keras model's
+            512x512 on a 2-core CPU with AMX, the plain Keras model's
             CPU time was 1100 ms, "float32" 800 ms, "bfloat16" 450 ms; on
             real photos through a trained network "bfloat16" stayed at 54
-            to 58 dB PSNR (SSIM 0.99998) from float32.
+            to 58 dB PSNR (SSIM 0.99998) from float32. Without AMX
+            "bfloat16" is slower than "float32" (docs/precision/bench.json).
 
     Example:
 

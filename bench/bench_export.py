@@ -46,7 +46,7 @@ def _print_figures(report):
 
 def main(argv):
     del argv
-    from keras_style.export import exporter as export
+    from keras_style.export import tflite as export
 
     sizes = [int(s) for s in _SIZES.value]
     start = time.perf_counter()

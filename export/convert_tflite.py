@@ -61,7 +61,7 @@ def _ints(values, flag):
 
 def main(argv):
     del argv
-    from keras_style.export import exporter as export
+    from keras_style.export import tflite as export
     from keras_style.export import verify as export_verify
 
     def run():

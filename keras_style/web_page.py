@@ -5,7 +5,7 @@ The folder `build_web_page` writes stylizes photos entirely in the browser:
 * `index.html`, `page.js`, `common.js`, `style.css`: the page, the same look
   and controls as `keras-style serve` (its stylesheet and helpers are shared);
 * `models/<style>_<size>.tflite`: fixed-size float16 models made by the
-  package's own exporter (`keras_style.export.exporter.export_tflite`: builtin
+  package's own exporter (`keras_style.export.tflite.export_tflite`: builtin
   operators only, checked against the GPU delegate's operator list), plus
   `models.json`, the list the page reads;
 * `litert/`: the LiteRT.js runtime (`@litertjs/core` and its
@@ -121,7 +121,7 @@ def _check_out(out_dir):
 
 def _export_models(style_names, sizes, models_dir, log):
     """Fixed-size float16 models of each style; returns the manifest's style entries."""
-    from keras_style.export import exporter as export
+    from keras_style.export import tflite as export
 
     entries = []
     for name in style_names:

@@ -14,7 +14,7 @@ class PairGenerator:
 
     Shared by the TFRecord writer and the TFDS builder, so both produce the
     same pairs. The VGG network and the compiled step are built on first use
-    (and cached per process by `keras_style.api`).
+    (and cached per process by `keras_style.slow.cache`).
     """
 
     def __init__(self, recipe):

@@ -191,7 +191,7 @@ def verify_tflite(tflite_model, photos_by_size, reference_by_size, threads=(1, 2
 
 
 def markdown_table(report):
-    """Formats a report from `keras_style.export.exporter.export_tflite` as a Markdown table."""
+    """Formats a report from `keras_style.export.tflite.export_tflite` as a Markdown table."""
     sizes = [str(s) for s in report["sizes"]]
     threads = [str(t) for t in report["threads"]]
     timing = [f"{s} px {t}T ms" for s in sizes for t in threads]

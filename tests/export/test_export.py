@@ -19,8 +19,9 @@ from PIL import Image
 from keras_style.core import images, metrics
 from keras_style.export import convert as export_convert
 from keras_style.export import delegate as export_delegate
-from keras_style.export import exporter as export
 from keras_style.export import ops as export_ops
+from keras_style.export import saved_model
+from keras_style.export import tflite as export
 from keras_style.export import verify as export_verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +177,7 @@ def test_int8_with_uint8_io(tiny, photo_dir):
 @pytest.mark.slow
 def test_saved_model_uint8_signature_in_fresh_process(tiny, tmp_path):
     model, path = tiny
-    out = export.export_saved_model(path, tmp_path / "serving" / "1")
+    out = saved_model.export_saved_model(path, tmp_path / "serving" / "1")
     images = np.stack([make_photo(20, 28, seed=s) for s in (1, 2)]).astype(np.uint8)
     np.save(tmp_path / "images.npy", images)
     script = f"""
@@ -199,7 +200,7 @@ print(json.dumps({{"dtype": str(out8.dtype), "shape": list(out8.shape),
     expected = _keras(model, images.astype(np.float32))
     assert np.abs(outf - expected).max() < 1e-2
     assert np.abs(out8.astype(np.float32) - expected).max() <= 0.51
-    card = json.loads((out / export.SAVED_MODEL_CARD).read_text())
+    card = json.loads((out / saved_model.SAVED_MODEL_CARD).read_text())
     assert card["style_name"] == "tiny"
     assert card["signatures"]["serving_default"]["inputs"]["images"]["dtype"] == "uint8"
 
@@ -257,7 +258,7 @@ def test_bad_arguments_raise_clear_errors(tiny, photo_dir, tmp_path):
     with pytest.raises(ValueError, match="Sizes must be"):
         export.export_tflite(path, tmp_path / "o6", sizes=[8], calibration_dir=photo_dir)
     with pytest.raises(ValueError, match="Refusing to overwrite"):
-        export.export_saved_model(path, photo_dir)
+        saved_model.export_saved_model(path, photo_dir)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
@@ -480,12 +481,12 @@ def test_saved_model_from_a_bundled_style_name(tiny, tmp_path, monkeypatch):
     card["training"] = {"config": {"style_image": "tiny.jpg", "steps": 5}}
     styles.save_bundled_style(tiny[0], "tiny_wave", card, assets_dir=tmp_path / "styles")
     monkeypatch.setattr(styles, "ASSETS_DIR", tmp_path / "styles")
-    out = export.export_saved_model("tiny_wave", tmp_path / "serving" / "1")
-    model_card = json.loads((out / export.SAVED_MODEL_CARD).read_text())
+    out = saved_model.export_saved_model("tiny_wave", tmp_path / "serving" / "1")
+    model_card = json.loads((out / saved_model.SAVED_MODEL_CARD).read_text())
     assert model_card["style_name"] == "tiny_wave"
     assert model_card["training_config"] == card["training"]["config"]
     with pytest.raises(ValueError, match="Model file not found: monet"):
-        export.export_saved_model("monet", tmp_path / "other")
+        saved_model.export_saved_model("monet", tmp_path / "other")
 
 
 # ---------------------------------------------------------------------------

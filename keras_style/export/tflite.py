@@ -1,27 +1,16 @@
-"""From a trained model.keras to verified, ready-to-ship SavedModel and TFLite files.
+"""`export_tflite`: verified, ready-to-ship TFLite files of a trained network, with a report.
 
-* `export_saved_model`: a TensorFlow Serving SavedModel. `serving_default`
-  takes a uint8 batch `[N, H, W, 3]` (any N, H, W) and returns uint8 of the same
-  shape, with casting, rounding and clipping inside the graph;
-  `serving_float32` takes and returns float32 in [0, 255]. It loads with
-  `tf.saved_model.load` in a process that never imports keras_style.
-* `export_tflite`: one dynamic-size model per quantization (CPU; resize the
-  input with `resize_tensor_input`) plus fixed-size float models for GPU
-  delegates, each checked for builtin-only operators (and GPU-delegate
-  operators where it matters), run in LiteRT, compared with the Keras output,
-  timed, and described by a model card; `report.json` and `report.md` sum up
-  what each file costs in size, quality and speed.
-
-Outputs are staged in a temporary folder beside `out_dir` and renamed into
-place only when everything succeeded, so `out_dir` never holds a half export.
+One dynamic-size model per quantization (CPU; resize the input with
+`resize_tensor_input`) plus fixed-size float models for GPU delegates, each
+checked for builtin-only operators (and GPU-delegate operators where it
+matters), run in LiteRT, compared with the Keras output, timed, and described
+by a model card; `report.json` and `report.md` sum up what each file costs in
+size, quality and speed. The output folder is replaced atomically
+(`staging`); `saved_model` is the TensorFlow Serving export.
 """
 
-import contextlib
-import json
 import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,228 +21,19 @@ from keras_style.export import delegate as export_delegate
 from keras_style.export import ops as export_ops
 from keras_style.export import verify as export_verify
 from keras_style.export.convert import GPU_QUANTIZATIONS, QUANTIZATIONS
+from keras_style.export.model_source import as_model, check_model_file, describe_model
 from keras_style.export.ops import ExportError
+from keras_style.export.staging import check_out_dir, staged_dir
 
-#: Files looked for beside model.keras for the training configuration.
-TRAINING_CONFIG_NAMES = ("config.json", "train_config.json", "training_config.json")
 #: Default fixed sizes of the GPU-delegate models.
 DEFAULT_SIZES = (256, 384, 512)
+
+
 #: Minimum number of calibration photos for full-integer quantization.
 MIN_CALIBRATION_PHOTOS = 100
-#: File written into every SavedModel export (also the overwrite marker there).
-SAVED_MODEL_CARD = "model_card.json"
+
+
 _TFLITE_MARKER = "report.json"
-
-
-# ---------------------------------------------------------------------------
-# Model and metadata
-
-
-def find_training_config(model_path):
-    """Returns the training configuration saved beside a model file, or None.
-
-    Looks for `TRAINING_CONFIG_NAMES` in the model's folder.
-    """
-    folder = Path(model_path).parent
-    for name in TRAINING_CONFIG_NAMES:
-        candidate = folder / name
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except (OSError, ValueError) as e:
-                raise ValueError(f"Training config {candidate} is not valid JSON: {e}") from e
-    return None
-
-
-def _bundled_name(model):
-    """The bundled style `model` names, or None (an existing file wins over a style name)."""
-    from keras_style.fast import styles
-
-    if styles.is_style_name(model) and model in styles.list_styles():
-        return model
-    return None
-
-
-def _check_model_file(model):
-    if _bundled_name(model):
-        return
-    if isinstance(model, (str, os.PathLike)) and not Path(model).is_file():
-        raise ValueError(f"Model file not found: {model}")
-
-
-def _as_model(model):
-    """(model, source path or None, training config or None) for a model, path or style name."""
-    from keras_style.fast import styles
-
-    name = _bundled_name(model)
-    if name:
-        return (
-            styles.load_style(name),
-            None,
-            styles.style_card(name).get("training", {}).get("config"),
-        )
-    if isinstance(model, (str, os.PathLike)):
-        return styles.load_model_file(model), str(model), None
-    return model, None, None
-
-
-def describe_model(model, source=None, style_name=None, training_config=None):
-    """Metadata shared by every model card: style, training config, provenance.
-
-    Args:
-        model: the Keras network.
-        source: path of the model.keras it came from, if any.
-        style_name: overrides the style name (else the config's, else the model's name).
-        training_config: dict or JSON path; else the config found beside `source`.
-    """
-    import keras
-    import tensorflow as tf
-
-    from keras_style import __version__
-
-    if isinstance(training_config, (str, os.PathLike)):
-        training_config = _read_json(training_config)
-    if training_config is None and source:
-        training_config = find_training_config(source)
-    config = training_config or {}
-    style = style_name or config.get("style_name") or config.get("style") or model.name
-    return {
-        "style_name": str(style),
-        "training_config": training_config,
-        "source_model": source,
-        "keras_style_version": __version__,
-        "keras_version": keras.__version__,
-        "tensorflow_version": tf.__version__,
-    }
-
-
-def _read_json(path):
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Training config not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"Training config {path} is not valid JSON: {e}") from e
-
-
-# ---------------------------------------------------------------------------
-# Output folders
-
-
-def _check_out_dir(out_dir, marker):
-    out = Path(out_dir)
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ValueError(f"Output parent is not a folder: {out.parent}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"Output path exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
-        raise ValueError(
-            f"Refusing to overwrite {out}: it is not empty and holds no previous export "
-            f"({marker}); choose a new or empty folder"
-        )
-    return out
-
-
-@contextlib.contextmanager
-def _staged_dir(out_dir, marker):
-    """Yields a temporary folder that replaces `out_dir` atomically on success."""
-    out = _check_out_dir(out_dir, marker)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = tmp.with_name(tmp.name + ".old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------
-# SavedModel
-
-
-def _serving_functions(model):
-    import tensorflow as tf
-
-    def stylize_uint8(images):
-        stylized = model(tf.cast(images, tf.float32), training=False)
-        return {"stylized": tf.cast(tf.clip_by_value(tf.round(stylized), 0.0, 255.0), tf.uint8)}
-
-    def stylize_float32(images):
-        return {"stylized": model(images, training=False)}
-
-    return stylize_uint8, stylize_float32
-
-
-def export_saved_model(model, out_dir, style_name=None, training_config=None):
-    """Writes a SavedModel for TensorFlow Serving with uint8 and float32 signatures.
-
-    Args:
-        model: a Keras network, the path of a .keras file, or a bundled style name.
-        out_dir: the SavedModel folder to create (for TF Serving, a numbered
-            version folder such as `models/starry/1`).
-        style_name: style name for the model card.
-        training_config: dict or JSON path for the model card.
-
-    Returns:
-        The path of the SavedModel folder, which also holds `model_card.json`.
-
-    Raises:
-        ValueError: on a missing model or an unusable output folder.
-    """
-    import keras
-    import tensorflow as tf
-
-    _check_model_file(model)
-    _check_out_dir(out_dir, "saved_model.pb")
-    model, source, bundled_config = _as_model(model)
-    training_config = training_config if training_config is not None else bundled_config
-    stylize_uint8, stylize_float32 = _serving_functions(model)
-    spec = [None, None, None, 3]
-    with _staged_dir(out_dir, "saved_model.pb") as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            "serving_default",
-            stylize_uint8,
-            [tf.TensorSpec(spec, tf.uint8, name="images")],
-        )
-        archive.add_endpoint(
-            "serving_float32",
-            stylize_float32,
-            [tf.TensorSpec(spec, tf.float32, name="images")],
-        )
-        archive.write_out(str(tmp), verbose=False)
-        card = _saved_model_card(describe_model(model, source, style_name, training_config))
-        jsonio.write_json(tmp / SAVED_MODEL_CARD, card)
-    return Path(out_dir)
-
-
-def _saved_model_card(metadata):
-    tensor = {"shape": [None, None, None, 3], "layout": "NHWC, RGB", "range": [0, 255]}
-    return {
-        "format": "tf_saved_model",
-        "signatures": {
-            "serving_default": {
-                "inputs": {"images": {**tensor, "dtype": "uint8"}},
-                "outputs": {"stylized": {**tensor, "dtype": "uint8"}},
-            },
-            "serving_float32": {
-                "inputs": {"images": {**tensor, "dtype": "float32"}},
-                "outputs": {"stylized": {**tensor, "dtype": "float32"}},
-            },
-        },
-        **metadata,
-    }
-
-
-# ---------------------------------------------------------------------------
-# TFLite
 
 
 def _variants(quantizations, sizes):
@@ -369,11 +149,11 @@ def export_tflite(
             model fails the GPU-delegate check, or conversion fails.
     """
     log = log or (lambda message: None)
-    _check_model_file(model)
+    check_model_file(model)
     quantizations, sizes, threads = _validate(
         quantizations, sizes, int8_io, threads, runs, num_test_photos
     )
-    _check_out_dir(out_dir, _TFLITE_MARKER)
+    check_out_dir(out_dir, _TFLITE_MARKER)
     needs_cal = any(q in export_convert.CALIBRATED for q in quantizations)
     cal_files, test_files = _photo_sets(
         calibration_dir,
@@ -383,13 +163,13 @@ def export_tflite(
         num_test_photos,
         needs_cal,
     )
-    model, source, bundled_config = _as_model(model)
+    model, source, bundled_config = as_model(model)
     training_config = training_config if training_config is not None else bundled_config
     metadata = describe_model(model, source, style_name, training_config)
     calibration = export_convert.load_photos(cal_files, calibration_size) if cal_files else None
     photos, reference = _test_data(model, test_files, sizes)
     report = _report_header(metadata, quantizations, sizes, threads, cal_files, test_files, int8_io)
-    with _staged_dir(out_dir, _TFLITE_MARKER) as tmp:
+    with staged_dir(out_dir, _TFLITE_MARKER) as tmp:
         for quantization, size in _variants(quantizations, sizes):
             log(f"converting {variant_name(quantization, size)}")
             content, recipe = export_convert.convert_model_with_recipe(

@@ -56,8 +56,17 @@ _CALIBRATION = flags.DEFINE_string(
     "calibration_dir", str(SHARED / "data" / "photos"), "int8 calibration photos."
 )
 _NUM_CAL = flags.DEFINE_integer("num_calibration", 100, "Calibration photos.")
+_WHAT = flags.DEFINE_enum(
+    "what",
+    "all",
+    ["all", "latency", "quality"],
+    "Measure both, or only latency (run it on a quiet machine) or only quality (any load).",
+)
 
-QUANTIZATIONS = ("float32", "float16", "int8")
+#: dynamic_int8 (int8 weights, activations quantized per image at run time) is
+#: the new graph only: XNNPACK runs its convolutions on int8 dot products too.
+QUANTIZATIONS = ("float32", "float16", "int8", "dynamic_int8")
+OLD_QUANTIZATIONS = ("float32", "float16", "int8")
 #: (quantization, metric, comparison, bound) for every style, on both photo sets.
 QUALITY_TARGETS = (
     ("float16", "psnr", ">=", 45.0),
@@ -72,6 +81,17 @@ _START = time.perf_counter()
 
 def _log(message):
     print(f"[{time.perf_counter() - _START:7.1f}s] {message}", flush=True)
+
+
+def _cpu_flags():
+    """The vector-unit flags of /proc/cpuinfo (AVX-512, VNNI, AMX...) that set XNNPACK's kernels."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            line = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        return []
+    keep = ("amx", "avx512", "avx_vnni", "avx2", "fma")
+    return sorted(f for f in line.split(":", 1)[-1].split() if f.startswith(keep))
 
 
 def _calibration():
@@ -103,7 +123,7 @@ def _files(styles, calibration, folder):
         graphs = (("old", False), ("new", True)) if style == _TIMED.value else (("new", True),)
         variants = {}
         for tag, xnnpack in graphs:
-            for q in QUANTIZATIONS:
+            for q in QUANTIZATIONS if xnnpack else OLD_QUANTIZATIONS:
                 _log(f"{style}: converting {tag} {q}")
                 path = folder / f"{style}_{tag}_{q}.tflite"
                 path.write_bytes(_convert(model, q, None, calibration, xnnpack))
@@ -208,7 +228,7 @@ def _checks(report):
             if "gpu_delegate_issues" in info:
                 issues = info["gpu_delegate_issues"]
                 checks.append((f"{style} {name}: GPU-delegate op check", issues, not issues))
-        for q, key, _, bound in QUALITY_TARGETS:
+        for q, key, _, bound in QUALITY_TARGETS if "quality" in entry else ():
             for where, value in entry["quality"][f"new_{q}"].items():
                 checks.append(
                     (f"{style} {q} {where} {key} >= {bound:g}", value[key], value[key] >= bound)
@@ -223,6 +243,8 @@ def _checks(report):
         )
         ratio = ms["new_int8"] / ms["new_float32"]
         checks.append((f"int8 <= 0.5 x float32 ({t}T)", ratio, ratio <= 0.5))
+        ratio = ms["new_dynamic_int8"] / ms["new_float32"]
+        checks.append((f"dynamic_int8 <= 0.5 x float32 ({t}T)", ratio, ratio <= 0.5))
         checks.append(
             (
                 f"float16 <= float32 ({t}T)",
@@ -248,6 +270,7 @@ def main(argv):
     report = {
         "command": "python bench/bench_tflite_xnnpack.py " + " ".join(sys.argv[1:]),
         "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "cpu_flags": _cpu_flags(),
         "load_average_start": os.getloadavg(),
         "size": size,
         "styles": {},
@@ -261,10 +284,10 @@ def main(argv):
             report["styles"][style] = {
                 "files": {name: _describe(path, size) for name, path in variants.items()}
             }
-        if _TIMED.value in paths:
+        if _TIMED.value in paths and _WHAT.value != "quality":
             timed = {k: v for k, v in paths[_TIMED.value].items() if not k.endswith(f"_{size}")}
             report["latency_ms"] = _latency(timed, size, threads, _REPS.value)
-        for style, variants in paths.items():
+        for style, variants in paths.items() if _WHAT.value != "latency" else ():
             _log(f"{style}: quality on {len(photos)} photos")
             report["styles"][style]["quality"] = _quality(
                 bundled.load_style(style), variants, photos, size

@@ -62,28 +62,64 @@ def test_console_script_end_to_end(tmp_path, photo_file, painting_file, vgg16_we
     assert image.shape == (27, 32, 3)
 
 
-def test_in_process_options(tmp_path, photo_file, painting_file, vgg16_weights_file):
-    out = tmp_path / "out.jpg"
-    code = cli.main(
-        _stylize_args(
-            photo_file,
-            painting_file,
-            out,
-            vgg16_weights_file,
-            "--optimizer",
-            "adam",
-            "--preserve-color",
-            "--style-weights",
-            "1",
-            "--style-scale",
-            "0.5",
-            "--save-every",
-            "1",
-            "--intermediate-dir",
-            str(tmp_path / "steps"),
-        )
-    )
-    assert code == 0 and out.exists()
+def test_in_process_options(tmp_path, monkeypatch, photo_file, painting_file, vgg16_weights_file):
+    """Each slow-path option given on the command line changes what is computed."""
+    from conftest import make_painting
+    from PIL import Image
+
+    from keras_style.slow import optimize
+
+    other = tmp_path / "other.png"  # a second, differently coloured and textured painting
+    Image.fromarray(make_painting(seed=7)[:, ::-1, ::-1].astype(np.uint8)).save(other)
+    adam_calls = []
+    real_adam = optimize.run_adam
+
+    def spy_adam(step, x0, targets, iterations, learning_rate, report):
+        adam_calls.append((iterations, learning_rate))
+        return real_adam(step, x0, targets, iterations, learning_rate, report)
+
+    monkeypatch.setattr(optimize, "run_adam", spy_adam)
+
+    def run(name, *extra, paintings=(painting_file,)):
+        out = tmp_path / f"{name}.png"
+        args = _stylize_args(photo_file, paintings[0], out, vgg16_weights_file, *extra)
+        args[2:3] = [str(p) for p in paintings]
+        assert cli.main(args) == 0
+        return images.load_image(out)
+
+    # --optimizer adam (and --learning-rate) reach Adam; the default is L-BFGS.
+    base = run("base")
+    assert adam_calls == []
+    adam = run("adam", "--optimizer", "adam", "--learning-rate", "3")
+    assert adam_calls == [(2, 3.0)]
+    assert np.abs(adam - base).mean() > 0.5
+
+    # --preserve-color: the output keeps the photo's chrominance (YUV's U and V).
+    from keras import ops
+
+    def chroma(x):
+        return ops.convert_to_numpy(images.rgb_to_yuv(x))[..., 1:]
+
+    photo = images.resize(images.load_image(photo_file), base.shape[:2])
+    kept = run("kept", "--preserve-color")
+    assert np.abs(chroma(kept) - chroma(photo)).mean() < 1.5  # 8-bit rounding and clipping
+    assert np.abs(chroma(base) - chroma(photo)).mean() > 5.0
+
+    # --style-weights: 1,0 is the first painting alone, 0,1 the second alone.
+    both = (painting_file, other)
+    first_only = run("w10", "--style-weights", "1,0", paintings=both)
+    second_only = run("w01", "--style-weights", "0,1", paintings=both)
+    alone = run("second_alone", paintings=(other,))
+    np.testing.assert_allclose(first_only, base, atol=1.0)
+    np.testing.assert_allclose(second_only, alone, atol=1.0)
+    assert np.abs(first_only - second_only).mean() > 5.0
+
+    # --style-scale: the painting's features are taken at another size.
+    scaled = run("scaled", "--style-scale", "0.5")
+    assert np.abs(scaled - base).mean() > 0.5
+
+    # --save-every / --intermediate-dir write the intermediate steps.
+    run("steps", "--save-every", "1", "--intermediate-dir", str(tmp_path / "steps"))
     assert len(list((tmp_path / "steps").glob("step_*.png"))) == 2
 
 
@@ -249,3 +285,83 @@ def test_ordinary_photos_are_not_padded_for_the_slow_path(photo):
     assert padded is photo and crop(photo) is photo
     padded, crop = api._pad_thin(photo[:4], optimize.OptimizeConfig(size=48))
     assert padded.shape == (16, 48, 3) and crop(padded).shape == (4, 48, 3)
+
+
+def _forward(model, photo):
+    """The network's own output for one photo, straight from Keras (no stylizer code)."""
+    return np.clip(keras.ops.convert_to_numpy(model(photo[None], training=False))[0], 0, 255)
+
+
+def test_python_api_model_and_bundled_style(tmp_path, photo, photo_file):
+    """`stylize(..., model=...)` and `stylize(..., style=NAME)` run that network on the photo."""
+    import json
+    from pathlib import Path
+
+    import keras_style
+    from keras_style.core.transformer_net import TransformerNet, build_transformer_net
+
+    keras.utils.set_random_seed(0)
+    net = build_transformer_net(width=0.25)
+    path = tmp_path / "net.keras"
+    net.save(path)
+    expected = _forward(net, photo)
+    for model in (path, str(path), net):
+        out = keras_style.stylize(photo, model=model, precision="float32")
+        np.testing.assert_allclose(out, expected, atol=0.05)
+    assert np.abs(expected - photo).mean() > 10  # a random network changes the photo
+
+    styles_dir = Path(keras_style.__file__).parent / "assets" / "styles"
+    card = json.loads((styles_dir / "udnie.json").read_text())
+    udnie = TransformerNet(width=card["width"], head=card.get("head", "tanh"))
+    udnie.load_weights(styles_dir / "udnie.weights.h5")
+    from_file = images.load_image(photo_file)
+    out = keras_style.stylize(photo_file, style="udnie", precision="float32")
+    np.testing.assert_allclose(out, _forward(udnie, from_file), atol=0.05)
+    assert np.abs(out - _forward(net, from_file)).mean() > 5  # not just any network
+    with pytest.raises(ValueError, match="not both"):
+        keras_style.stylize(photo, "udnie", model=path)
+
+
+def test_cli_stylize_with_a_model_file(tmp_path, photo_file):
+    """`keras-style stylize PHOTO --model model.keras -o OUT.png` writes that network's output."""
+    from keras_style.core.transformer_net import build_transformer_net
+
+    keras.utils.set_random_seed(1)
+    net = build_transformer_net(width=0.25)
+    path = tmp_path / "net.keras"
+    net.save(path)
+    out = tmp_path / "out.png"
+    args = ["stylize", str(photo_file), "--model", str(path), "-o", str(out), "-q"]
+    assert cli.main(args + ["--precision", "float32"]) == 0
+    expected = _forward(net, images.load_image(photo_file))
+    np.testing.assert_allclose(images.load_image(out), np.round(expected), atol=1.0)
+    half = tmp_path / "half.png"
+    args = ["stylize", str(photo_file), "--model", str(path), "-o", str(half), "-q"]
+    assert cli.main(args + ["--precision", "float32", "--strength", "0.5"]) == 0
+    blend = 0.5 * expected + 0.5 * images.load_image(photo_file)
+    np.testing.assert_allclose(images.load_image(half), np.round(blend), atol=1.0)
+
+
+def test_python_overwrite_input(tmp_path, photo_file, painting_file, vgg16_weights_file):
+    """From Python, `output=` an input file is refused unless `overwrite_input=True`."""
+    import keras_style
+    from keras_style.core.transformer_net import build_transformer_net
+
+    keras.utils.set_random_seed(2)
+    net = build_transformer_net(width=0.25)
+    before = photo_file.read_bytes()
+    with pytest.raises(ValueError, match="overwrite the input"):
+        keras_style.stylize(photo_file, model=net, output=photo_file)
+    assert photo_file.read_bytes() == before
+    slow = dict(size=32, iterations=1, backbone="vgg16", vgg_weights=vgg16_weights_file, verbose=0)
+    painting_before = painting_file.read_bytes()
+    with pytest.raises(ValueError, match="overwrite the input"):
+        keras_style.stylize(photo_file, painting_file, output=painting_file, **slow)
+    assert painting_file.read_bytes() == painting_before
+    result = keras_style.stylize(photo_file, model=net, output=photo_file, overwrite_input=True)
+    assert photo_file.read_bytes() != before
+    np.testing.assert_allclose(images.load_image(photo_file), np.round(result), atol=1.0)
+    keras_style.stylize(
+        photo_file, painting_file, output=painting_file, overwrite_input=True, **slow
+    )
+    assert painting_file.read_bytes() != painting_before

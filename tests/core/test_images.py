@@ -44,12 +44,21 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
 
 
 def test_16_bit_png_is_scaled_to_8_bit_range(tmp_path):
-    data = np.full((3, 5), 65535, np.uint16)
-    data[0] = 0
+    """Every 16-bit value maps proportionally (v * 255 / 65535), not clipped at 255."""
+    levels = np.array([0, 200, 1000, 32768, 65535], np.uint16)
+    data = np.tile(levels, (3, 1))
     path = _save(tmp_path, "deep.png", Image.fromarray(data))
     loaded = images.load_image(path)
     assert loaded.shape == (3, 5, 3)
-    assert loaded[0].max() == 0 and np.allclose(loaded[1:], 255)
+    expected = levels.astype(np.float64) * 255.0 / 65535.0  # 0, 0.778, 3.89, 127.5, 255
+    for channel in range(3):
+        np.testing.assert_allclose(loaded[0, :, channel], expected, atol=1e-3)
+    # A dark 16-bit image (every value <= 255) is still 16-bit: 200 is 0.78, not 200.
+    dark = _save(tmp_path, "dark.png", Image.fromarray(np.full((2, 2), 200, np.uint16)))
+    np.testing.assert_allclose(images.load_image(dark), 200 * 255.0 / 65535.0, atol=1e-3)
+    # The same scaling for uint16 arrays.
+    array = images.load_image(np.tile(levels[:, None], (1, 3))[None])
+    np.testing.assert_allclose(array[0], expected[:, None].repeat(3, 1), atol=1e-3)
 
 
 def test_exif_rotation_is_honoured(tmp_path):
@@ -91,6 +100,34 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = _save(tmp_path, "big.png", Image.new("RGB", (300, 200)))
     with pytest.raises(ValueError, match="too large"):
         images.load_image(path, max_pixels=50_000)
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares width x height RGB pixels but holds no pixel data (a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_default_limit_is_144_megapixels(tmp_path):
+    """README: gigantic (> 144 Mpx) images raise a ValueError, by default, before decoding."""
+    over = _png_header_only(tmp_path / "over.png", 12_000, 12_001)  # 144.012 Mpx
+    with pytest.raises(ValueError, match="too large.*144000000"):
+        images.load_image(over)
+    with pytest.raises(ValueError, match="too large"):
+        images.decode_image(over.read_bytes())
+    # Exactly 144 Mpx passes the size check (and then fails only as the empty file it is).
+    at_limit = _png_header_only(tmp_path / "at.png", 12_000, 12_000)
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        images.load_image(at_limit)
 
 
 @pytest.mark.parametrize(

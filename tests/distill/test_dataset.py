@@ -275,3 +275,44 @@ def test_killed_generation_process_resumes(tmp_path, photo_dir, recipe):
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_allclose(a[2], b[2], atol=2)
+
+
+@pytest.mark.slow
+def test_binary_splits_the_work_with_num_shards_and_shard_index(tmp_path, photo_dir, recipe):
+    """README: `--num_shards/--shard_index` split the generation across processes."""
+    out = tmp_path / "split"
+    flags = {
+        "style": recipe.style_files[0],
+        "backbone": "vgg16",
+        "vgg_weights": recipe.vgg_weights,
+        "image_dir": photo_dir,
+        "max_examples": 4,
+        "image_size": SIZE,
+        "iterations": 2,
+        "batch_size": 2,
+        "examples_per_shard": 1,
+        "output_dir": out,
+        "verbose": 0,
+        "num_shards": 2,
+    }
+    command = [sys.executable, "-m", "training.make_stylized_dataset"]
+    command += [f"--{name}={value}" for name, value in flags.items()]
+    expected = {1: ["stylized-00001", "stylized-00003"], 0: [f"stylized-0000{i}" for i in range(4)]}
+    for index in (1, 0):
+        result = subprocess.run(
+            [*command, f"--shard_index={index}"], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert sorted(p.name[:14] for p in out.glob("stylized-*")) == expected[index]
+    assert _ids(out) == [f"p{i}.png" for i in range(4)]
+    clean = tmp_path / "clean"
+    same = SlowRecipe(**{**recipe.__dict__, "optimize": {"iterations": 2}})
+    source = FolderSource(photo_dir, max_examples=4)
+    sd.write_stylized_dataset(clean, source, same, examples_per_shard=1, verbose=0)
+    assert sd.read_card(out) == sd.read_card(clean)
+    a, b = sd.load_pairs(out), sd.load_pairs(clean)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[2], b[2], atol=2)
+    bad = subprocess.run([*command, "--shard_index=2"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "worker_index" in bad.stderr + bad.stdout

@@ -2,7 +2,7 @@
 
 The TFLite variants are converted once, by the `export.convert_tflite` binary
 in a subprocess (TFLiteConverter leaks memory per conversion), from a tiny
-untrained network; the tests then load and run the files with ai_edge_litert.
+network trained for a few seconds; the tests then load and run the files with ai_edge_litert.
 """
 
 import json
@@ -28,6 +28,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = (32,)
 DYNAMIC = ("float32", "float16", "dynamic_int8", "int8", "int16x8")
 FIXED = tuple(f"{q}_{s}" for q in ("float32", "float16") for s in SIZES)
+#: (PSNR dB, SSIM) floors against Keras of each variant on the briefly trained `tiny` net.
+FLOORS = {
+    "float32": (80.0, 0.9999),
+    "float16": (45.0, 0.999),
+    "dynamic": (40.0, 0.99),
+    "int8": (20.0, 0.70),
+    "int16x8": (30.0, 0.95),
+}
 
 
 def _run(args, timeout=300):
@@ -51,6 +59,14 @@ def tiny(tmp_path_factory):
 
     keras.utils.set_random_seed(0)  # the quality floors below hold for this network
     model = transformer_net.build_transformer_net(width=0.25, name="tiny_style")
+    # Briefly trained (a colour transform of smooth photos), so its activations have the
+    # scales of a trained network's: an untrained one saturates and int8 loses 20 dB to
+    # that (17.8 dB against 30-32 dB after this training, seed 0).
+    photos = np.stack([make_photo(32, 32, seed=100 + i) for i in range(8)])
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="mse")
+    model.fit(
+        photos, np.clip(photos[..., ::-1] * 0.8 + 30, 0, 255), batch_size=4, epochs=80, verbose=0
+    )
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
     (path.parent / "config.json").write_text(json.dumps({"style_name": "tiny", "steps": 0}))
@@ -101,12 +117,13 @@ def test_dynamic_variants_resize_and_match_keras(tflite_dir, tiny, name):
     assert 0.0 <= output.min() and output.max() <= 255.0
     runner = Interpreter(model_path=path).get_signature_runner("serving_default")
     assert np.allclose(runner(image=image)["stylized"], output, atol=1e-3)
-    # int8 is equalized on the calibration photos (upscaled, smooth); this
-    # untrained net on a noisy native-size photo loses headroom to that
-    # (trained-net quality on real photos: bench/bench_export.py).
-    floor = {"float32": 80.0, "float16": 45.0, "int8": 10.0}.get(name, 15.0)
+    # docs/tflite_xnnpack.md: float16 >= 45 dB (held here); int8 >= 30 dB and SSIM >= 0.92 on
+    # average over calibrated photos (test_bundled_style_meets_the_documented_floors); this
+    # net on photos unlike its calibration set: 22.9 dB / 0.84, report 23.8 dB / 0.79.
+    floor, ssim_floor = FLOORS[name.split("_")[0]]
     value = metrics.psnr(output, _keras(tiny[0], image))
-    assert value > floor, f"{name}: {value:.2f} dB"  # seeded net: int8 10.9, int16x8 24.6
+    similarity = metrics.ssim(output, _keras(tiny[0], image))
+    assert value > floor and similarity > ssim_floor, f"{name}: {value:.2f} dB {similarity:.4f}"
 
 
 @pytest.mark.slow
@@ -135,8 +152,9 @@ def test_report_and_model_cards(tflite_dir):
         assert set(variant["latency_ms"]) == {"1", "2"}
         sizes = SIZES if variant["fixed_size"] is None else (variant["fixed_size"],)
         assert set(variant["latency_ms"]["2"]) == {str(s) for s in sizes}
-        floor = 9.0 if variant["name"] == "int8" else 15.0  # see test_dynamic_variants_...
-        assert variant["psnr"] > floor and -1.0 <= variant["ssim"] <= 1.0
+        floor, ssim_floor = FLOORS[variant["name"].split("_")[0]]  # see test_dynamic_...
+        figures = (variant["name"], variant["psnr"], variant["ssim"])
+        assert variant["psnr"] > floor and ssim_floor < variant["ssim"] <= 1.0, figures
         card = json.loads((tflite_dir / variant["card"]).read_text())
         assert card["style_name"] == "tiny" and card["training_config"]["steps"] == 0
         assert card["input"]["name"] == "image" and card["output"]["name"] == "stylized"
@@ -171,7 +189,9 @@ def test_int8_with_uint8_io(tiny, photo_dir):
     assert runner.input_details["quantization"][0] > 0
     image = make_photo(32, 40, seed=9)[None]
     output = runner(image)
-    assert output.shape == image.shape and metrics.psnr(output, _keras(tiny[0], image)) > 15.0
+    assert output.shape == image.shape
+    assert metrics.psnr(output, _keras(tiny[0], image)) > 20.0  # measured 26.4 dB
+    assert metrics.ssim(output, _keras(tiny[0], image)) > 0.80
 
 
 @pytest.mark.slow
@@ -549,3 +569,37 @@ def test_delegation_finds_what_runs_outside_xnnpack(tiny):
     assert export_delegate.summary(info) == "1 XNNPACK partition, nothing outside"
     image = make_photo(32, 32, seed=4)[None]
     assert metrics.psnr(export_verify.TFLiteRunner(new)(image), _keras(model, image)) > 80.0
+
+
+@pytest.mark.slow
+def test_bundled_style_meets_the_documented_floors():
+    """docs/tflite_xnnpack.md: float16 >= 45 dB; int8 >= 30 dB and SSIM >= 0.92 on average.
+
+    A trained network (the bundled udnie style), calibrated on the package's
+    example photos at 96 px and measured on them (measured: float16 79.4 dB,
+    int8 about 41-45 dB with SSIM 0.996 on photos in the calibration set).
+    """
+    import keras_style
+    from keras_style.core import images
+    from keras_style.fast import styles
+
+    examples = Path(keras_style.__file__).parent / "assets" / "examples"
+    photos = []
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        image = images.load_image(examples / f"{name}.jpg")
+        side = min(image.shape[:2])
+        top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+        photos.append(images.resize(image[top : top + side, left : left + side], (96, 96)))
+    photos = np.stack(photos)
+    model = styles.load_style("udnie")
+    expected = _keras(model, photos)
+    for quantization in ("float16", "int8"):
+        content = export_convert.convert_model(model, quantization, calibration=photos)
+        runner = export_verify.TFLiteRunner(content)
+        outputs = [runner(photo[None])[0] for photo in photos]
+        psnr = [metrics.psnr(o, e) for o, e in zip(outputs, expected, strict=True)]
+        ssim = [metrics.ssim(o, e) for o, e in zip(outputs, expected, strict=True)]
+        if quantization == "float16":
+            assert min(psnr) >= 45.0, psnr
+        else:
+            assert np.mean(psnr) >= 30.0 and np.mean(ssim) >= 0.92, (psnr, ssim)

@@ -40,25 +40,75 @@ def test_square_photo_and_letterbox():
     assert not np.all(cell[16] == 255.0)  # the painting fills the middle rows
 
 
+def _relative_error(a, b):
+    """Hand-written float64 relative error: mean squared difference over b's mean square."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.mean((a - b) ** 2) / (np.mean(b**2) + 1e-8)
+
+
+def _gram(features):
+    flat = np.asarray(features, np.float64).reshape(-1, features.shape[-1])
+    return flat.T @ flat / len(flat)
+
+
+def _expected_distances(extractor, outputs, photos, painting):
+    """Per-image style and content distances, from VGG features with plain NumPy."""
+    config = losses.LossConfig()
+    reference = extractor(painting[None])
+    style, content = [], []
+    for output, photo in zip(outputs, photos, strict=True):
+        out_f, photo_f = extractor(output[None]), extractor(photo[None])
+        style.append(
+            sum(
+                w * _relative_error(_gram(out_f[n]), _gram(reference[n]))
+                for n, w in config.style_layers.items()
+            )
+            / sum(config.style_layers.values())
+        )
+        content.append(
+            sum(w * _relative_error(out_f[n], photo_f[n]) for n, w in config.content_layers.items())
+            / sum(config.content_layers.values())
+        )
+    return np.array(style), np.array(content)
+
+
 def test_report_and_sheet(assets, extractor):
     photos = {f"p{i}": image_lib.center_square(make_photo(40, 48, seed=i), 32) for i in range(3)}
-    paintings = {"stripes": make_painting(), "waves": make_painting(seed=5)}
+    # 32 x 32 paintings: at the photos' size, so the report measures them without resizing.
+    paintings = {"stripes": make_painting(32, 32), "waves": make_painting(32, 32, seed=5)}
     report, sheet = style_report.bundled_styles_report(
         photos, paintings, extractor, assets_dir=assets
     )
     assert list(report["styles"]) == ["stripes", "waves"] and report["photos"] == ["p0", "p1", "p2"]
     # One column per style plus the photos; one row for the paintings plus one per photo.
     assert sheet.shape == (18 + 4 * (32 + 4) + 4, 3 * (32 + 4) + 4, 3)
-    figures = report["styles"]["waves"]
-    assert figures["width"] == 0.25 and figures["painting"] == PAINTING
-    assert len(figures["per_photo"]["style_distance"]) == 3
-    # The photo's own distance is measured exactly like the evaluator does.
     stack = np.stack(list(photos.values()))
+    for name in ("stripes", "waves"):
+        figures = report["styles"][name]
+        assert figures["width"] == 0.25 and figures["painting"] == PAINTING
+        # The style's own network, run by Keras directly.
+        net = styles.load_style(name, assets)
+        outputs = np.clip(keras.ops.convert_to_numpy(net(stack, training=False)), 0, 255)
+        style, content = _expected_distances(extractor, outputs, stack, paintings[name])
+        photo_style, photo_content = _expected_distances(extractor, stack, stack, paintings[name])
+        np.testing.assert_allclose(photo_content, 0, atol=1e-6)
+        per_photo = figures["per_photo"]
+        np.testing.assert_allclose(per_photo["style_distance"], style, rtol=2e-3)
+        np.testing.assert_allclose(per_photo["content_distance"], content, rtol=2e-3)
+        np.testing.assert_allclose(per_photo["photo_style_distance"], photo_style, rtol=2e-3)
+        np.testing.assert_allclose(figures["style_distance"], style.mean(), rtol=2e-3)
+        np.testing.assert_allclose(figures["content_distance"], content.mean(), rtol=2e-3)
+        np.testing.assert_allclose(figures["photo_style_distance"], photo_style.mean(), rtol=2e-3)
+        assert figures["content_distance"] > 0.01  # the networks do change the photos
+    # And exactly like the evaluator measures (the report uses its scale-free terms).
     expected = evaluate.Evaluator(extractor, [paintings["waves"]]).distances(stack, stack)
     np.testing.assert_allclose(
-        figures["photo_style_distance"], expected["style_distance"].mean(), rtol=1e-4
+        report["styles"]["waves"]["photo_style_distance"],
+        expected["style_distance"].mean(),
+        rtol=1e-4,
     )
-    assert figures["content_distance"] > 0 and figures["style_distance"] > 0
+    stripes, waves = report["styles"]["stripes"], report["styles"]["waves"]
+    assert stripes["photo_style_distance"] != waves["photo_style_distance"]
     assert "| waves | 0.25 |" in style_report.markdown_table(report)
 
 

@@ -129,6 +129,38 @@ def test_net_precision_validation():
         TrainConfig(style_image="x.jpg", net_precision="bfloat16", mixed_precision=True)
 
 
+@pytest.mark.slow
+def test_mixed_precision_flag_trains_in_float16_with_float32_state(tmp_path, files):
+    """README: `--mixed_precision` is `--net_precision=float16`: float16 compute, float32 state."""
+    workdir = tmp_path / "mixed"
+    command = tiny_train_command(
+        workdir, files, "--steps=2", "--checkpoint_every=2", "--sample_every=0"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [*command, "--mixed_precision"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = TrainConfig.from_json(workdir / "config.json")
+    assert config.mixed_precision and config.dtype_policy() == "mixed_float16"
+    checkpoint = workdir / "checkpoints" / "ckpt-2"
+    names = json.loads((checkpoint / "state.json").read_text())["optimizer_variables"]
+    assert any("scale" in name for name in names), names  # float16's loss scaling
+    saved = np.load(checkpoint / "optimizer.npz")
+    assert {saved[k].dtype for k in saved.files if saved[k].dtype.kind == "f"} == {
+        np.dtype("float32")
+    }
+    built = trainer.build_trainer(config)
+    conv = built.net.get_layer("res1_a_conv")
+    assert conv.compute_dtype == "float16" and conv.kernel.dtype == "float32"
+    loaded = keras.saving.load_model(workdir / "model.keras")
+    assert loaded.get_layer("res1_a_conv").compute_dtype == "float32"
+    assert all(w.dtype == np.float32 for w in loaded.get_weights())
+    plain = trainer.build_trainer(_config(tmp_path, files))
+    assert plain.net.get_layer("res1_a_conv").compute_dtype == "float32"
+    assert not any("scale" in v.path for v in plain.optimizer.variables)
+
+
 def test_distill_loss_trains_on_pairs(tmp_path, files):
     config = _config(tmp_path, files, loss="distill", style_weight=0.0)
     model = trainer.build_trainer(config)
@@ -196,25 +228,57 @@ def test_summary_points_are_step_means_not_running_means(tmp_path):
 
 
 def test_checkpoints_are_atomic_pruned_and_checked(tmp_path):
-    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    def dense_net():
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    keras.utils.set_random_seed(0)
+    net = dense_net()
     optimizer = keras.optimizers.Adam()
     optimizer.build(net.trainable_variables)
     manager = CheckpointManager(tmp_path, keep=2)
-    for step in (1, 2, 3):
-        optimizer.iterations.assign(step)
+    rng = np.random.default_rng(0)
+    for step in (1, 2, 3):  # real Adam steps: non-zero moments, moved weights
+        grads = [rng.normal(size=v.shape).astype("float32") for v in net.trainable_variables]
+        optimizer.apply(grads, net.trainable_variables)
         manager.save(net, optimizer, step)
+    saved_weights = [np.array(w) for w in net.get_weights()]
+    roles = ("iteration", "learning_rate", "kernel_momentum", "kernel_velocity")
+    roles += ("bias_momentum", "bias_velocity")
+
+    def role(variable):
+        return [name for name in roles if variable.path.endswith(name)]
+
+    saved_slots = [(role(v), np.array(v)) for v in optimizer.variables]
     (tmp_path / ".tmp-ckpt-9-123").mkdir()  # a write interrupted by a crash
     (tmp_path / "ckpt-7").mkdir()  # no state.json: incomplete, ignored
     assert manager.steps() == [2, 3]
     assert manager.latest().name == "ckpt-3"
+    # Restore into a new network and a new optimizer, both freshly initialised.
+    keras.utils.set_random_seed(1)
+    new_net = dense_net()
     fresh = keras.optimizers.Adam()
-    fresh.build(net.trainable_variables)
-    assert manager.restore(manager.latest(), net, fresh) == 3
+    fresh.build(new_net.trainable_variables)
+    assert not np.allclose(new_net.get_weights()[0], saved_weights[0])
+    assert manager.restore(manager.latest(), new_net, fresh) == 3
     assert int(fresh.iterations) == 3
+    for got, want in zip(new_net.get_weights(), saved_weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+    moments = [v for v in fresh.variables if "momentum" in v.path or "velocity" in v.path]
+    assert len(moments) == 4 and all(np.abs(np.array(v)).min() > 0 for v in moments)
+    assert len(fresh.variables) == len(saved_slots)
+    for variable, (slot, value) in zip(fresh.variables, saved_slots, strict=True):
+        assert role(variable) == slot and len(slot) == 1
+        np.testing.assert_array_equal(np.array(variable), value)
+    # The older checkpoint holds the older state.
+    older = dense_net()
+    older_optimizer = keras.optimizers.Adam()
+    older_optimizer.build(older.trainable_variables)
+    assert manager.restore(tmp_path / "ckpt-2", older, older_optimizer) == 2
+    assert not np.array_equal(older.get_weights()[0], saved_weights[0])
     other = keras.optimizers.SGD(momentum=0.9)
-    other.build(net.trainable_variables)
+    other.build(new_net.trainable_variables)
     with pytest.raises(ValueError, match="optimizer"):
-        manager.restore(manager.latest(), net, other)
+        manager.restore(manager.latest(), new_net, other)
 
 
 def test_config_validation_and_presets(tmp_path):
@@ -268,6 +332,7 @@ def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files, precision):
     manager = CheckpointManager(workdir / "checkpoints")
     killed_at = manager.steps()[-1]
     assert 3 <= killed_at < 9, "killed after the first checkpoint, before the end"
+    _assert_resume_restores_the_checkpoint(tmp_path, workdir, killed_at)
 
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -276,6 +341,48 @@ def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files, precision):
     optimizer_state = np.load(manager.latest() / "optimizer.npz")
     assert int(optimizer_state["v0000"]) == 9, "the optimizer's step count was restored too"
     assert (workdir / "model.keras").is_file()
+
+
+class _StateAtStart(keras.callbacks.Callback):
+    """The network's weights and the optimizer's variables when `fit` starts (after resume)."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.net.get_weights()]
+        self.slots = [(v.path, np.array(v)) for v in self.model.optimizer.variables]
+
+
+def _assert_resume_restores_the_checkpoint(tmp_path, workdir, step):
+    """Resuming a copy of the killed work dir starts from exactly checkpoint `step`."""
+    import re
+    import shutil
+
+    copy = tmp_path / "resume_copy"
+    shutil.copytree(workdir, copy)
+    config = TrainConfig.from_json(copy / "config.json", workdir=str(copy))
+    checkpoint = copy / "checkpoints" / f"ckpt-{step}"
+    saved = np.load(checkpoint / "optimizer.npz")
+    names = json.loads((checkpoint / "state.json").read_text())["optimizer_variables"]
+    # The saved network, read by Keras itself into a new network (not by the code under test).
+    reference = trainer.build_trainer(config).net
+    reference.load_weights(checkpoint / "net.weights.h5")
+    state = _StateAtStart()
+    result = trainer.train(config.replace(steps=step + 1), callbacks=[state], verbose=0)
+    assert result["initial_step"] == step
+    assert len(state.weights) == len(reference.get_weights())
+    for got, want in zip(state.weights, reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    # Same variables in the same order (names up to Keras' "_1" uniquifying suffixes).
+    def plain(name):
+        return re.sub(r"_\d+(?=/|$)", "", name)
+
+    assert [plain(name) for name, _ in state.slots] == [plain(name) for name in names]
+    for i, (name, value) in enumerate(state.slots):
+        np.testing.assert_array_equal(value, saved[f"v{i:04d}"], err_msg=name)
+    moments = [i for i, name in enumerate(names) if name.endswith(("_momentum", "_velocity"))]
+    assert len(moments) == 2 * len(reference.trainable_variables)
+    assert all(np.abs(saved[f"v{i:04d}"]).max() > 0 for i in moments)  # real Adam state
+    assert names[0].endswith("iteration") and int(state.slots[0][1]) == step
 
 
 class _StepLosses(keras.callbacks.Callback):

@@ -26,7 +26,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_style", "keras_style.*", "training", "export"]),
+    # Only the library is installed. The absl binaries in training/ and export/ run from a
+    # checkout (`python -m training.train`, beside configs/); installed as top-level
+    # packages they would shadow any other `training` or `export` module in site-packages.
+    packages=find_packages(include=["keras_style", "keras_style.*"]),
     package_data={
         "keras_style": ["assets/*", "assets/**/*", "serve/static/*", "serve/static/**/*"]
     },
@@ -46,6 +49,8 @@ setup(
             "pytest",
             "pytest-timeout",
             "ruff",
+            # lint-imports: CI checks the layers and no-cycle rules in .importlinter.
+            "import-linter",
             "jax[cpu]",
             "imageio",
             "imageio-ffmpeg",
@@ -58,7 +63,7 @@ setup(
             "httpx",
             "selenium",
             # The beam extra: CI builds the TFDS dataset on Beam's DirectRunner
-            # (tests/test_stylized_dataset.py::test_tfds_builder_on_beam fails
+            # (tests/distill/test_dataset.py::test_tfds_builder_on_beam fails
             # rather than skips in CI when Beam is missing).
             *BEAM,
         ],

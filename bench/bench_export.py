@@ -30,7 +30,7 @@ _QUANT = flags.DEFINE_list(
 
 
 def _print_figures(report):
-    from keras_style import export_verify
+    from keras_style.export import verify as export_verify
 
     print(export_verify.markdown_table(report))
     for variant in report["variants"]:
@@ -46,7 +46,7 @@ def _print_figures(report):
 
 def main(argv):
     del argv
-    from keras_style import export
+    from keras_style.export import tflite as export
 
     sizes = [int(s) for s in _SIZES.value]
     start = time.perf_counter()

@@ -77,7 +77,7 @@ def load_network(width, weights):
     """
     import keras
 
-    from keras_style.transformer_net import build_transformer_net
+    from keras_style.core.transformer_net import build_transformer_net
 
     if weights is None:
         keras.utils.set_random_seed(0)
@@ -96,7 +96,7 @@ def variants(net):
     """{name: compiled call of an NHWC float32 batch}: keras baseline, float32, bfloat16."""
     import tensorflow as tf
 
-    from keras_style.fast import FastStylizer
+    from keras_style.fast.stylizer import FastStylizer
 
     spec = tf.TensorSpec((1, None, None, 3), tf.float32)
     plain = tf.function(lambda x: net(x, training=False), input_signature=[spec])
@@ -126,7 +126,7 @@ def bench_inference(calls, runs):
 
 def bench_quality(calls, photos_dir, num_photos):
     """Prints PSNR / SSIM / max difference of each variant against `keras` on real photos."""
-    from keras_style import images, metrics
+    from keras_style.core import images, metrics
 
     files = sorted(p for p in Path(photos_dir).iterdir() if p.suffix.lower() in (".jpg", ".png"))
     if not files:
@@ -152,13 +152,14 @@ def bench_training(width, steps):
     import keras
     import tensorflow as tf
 
-    from keras_style import trainer
+    from keras_style.train.config import TrainConfig
+    from keras_style.train.model import build_trainer
 
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         style_image="unused", vgg_weights=None, width=width, image_size=256, batch_size=4
     )
     style = np.random.default_rng(1).uniform(0, 255, (256, 256, 3)).astype(np.float32)
-    model = trainer.build_trainer(config, style_image=style)
+    model = build_trainer(config, style_image=style)
     batch = np.random.default_rng(2).uniform(0, 255, (4, 256, 256, 3)).astype(np.float32)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)  # compile

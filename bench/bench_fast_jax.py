@@ -11,7 +11,7 @@ Prints, and writes as JSON with `--json PATH`:
   after `--warmup` calls, each ended by `block_until_ready`) for every size,
   batch size and variant:
     fast-float32, fast-bfloat16: `FastStylizer(net, precision=...)`'s
-        rewritten network (`keras_style.fast_graph`);
+        rewritten network (`keras_style.fast.graph`);
     plain-float32, plain-bfloat16, plain-float16: the plain `TransformerNet`
         (built under the "float32", "mixed_bfloat16", "mixed_float16"
         policies, same weights); fast_graph has no float16, so float16 is
@@ -26,7 +26,7 @@ Prints, and writes as JSON with `--json PATH`:
   (PSNR, mean over images, and the largest absolute pixel difference, on
   outputs clipped to [0, 255]);
 - optionally (`--train_steps N`) training speed: N steps of the perceptual
-  loss through `keras_style.trainer.build_trainer` and `fit` (VGG16, random
+  loss through `keras_style.train.model.build_trainer` and `fit` (VGG16, random
   weights unless `--vgg_weights`; speed does not depend on the weights);
 - `--budget_s S`: inference measurements not started S seconds after the
   start are skipped (and listed); training still runs. With `--json` the
@@ -45,7 +45,6 @@ CPU smoke test (seconds):
 """
 
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -53,7 +52,6 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -168,35 +166,16 @@ class Clock:
         return self.budget_s > 0 and time.perf_counter() - self.start > self.budget_s
 
 
-def import_trainer():
-    """`keras_style.trainer`, importable without TensorFlow.
-
-    `keras_style.data` (imported by the trainer for its tf.data pipeline)
-    imports TensorFlow at module level; without it, a stand-in module holding
-    the one name the trainer reads at build time takes its place. The
-    benchmark feeds numpy batches, so the data pipeline is never used.
-    """
-    try:
-        return importlib.import_module("keras_style.trainer"), False
-    except ImportError as e:
-        if "tensorflow" not in str(e):
-            raise
-    stub = types.ModuleType("keras_style.data")
-    stub.VALIDATE_MODES = ("full", "header", "none")
-    sys.modules["keras_style.data"] = stub
-    return importlib.import_module("keras_style.trainer"), True
-
-
 def psnr(a, b):
-    """Mean PSNR (dB) over a batch: `keras_style.metrics.psnr`, or its formula without TF.
+    """Mean PSNR (dB) over a batch: `keras_style.core.metrics.psnr`, or its formula without TF.
 
     `metrics.psnr` calls `tf.image.psnr`; where TensorFlow is missing, the
     same per-image definition (MSE over H, W, C; max value 255) in numpy.
     """
-    from keras_style import metrics
+    from keras_style.core import metrics
 
     try:
-        return metrics.psnr(a, b), "keras_style.metrics.psnr"
+        return metrics.psnr(a, b), "keras_style.core.metrics.psnr"
     except ImportError:
         a, b = (np.asarray(v, np.float64) for v in (a, b))
         mse = np.mean((a - b) ** 2, axis=(1, 2, 3))
@@ -207,7 +186,7 @@ def psnr(a, b):
 
 def load_photos(folder, size, count):
     """`count` photos of `size` (centre crop to the aspect, then resize), cycled if fewer."""
-    from keras_style import images
+    from keras_style.core import images
 
     files = sorted(
         p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
@@ -227,8 +206,8 @@ def load_photos(folder, size, count):
 
 def load_network(args):
     """(network, description): `--weights` resolved, or a random-weights TransformerNet."""
-    from keras_style import styles
-    from keras_style.transformer_net import build_transformer_net
+    from keras_style.core.transformer_net import build_transformer_net
+    from keras_style.fast import styles
 
     if args.weights:
         return styles.resolve_model(args.weights), f"trained: {args.weights}"
@@ -238,7 +217,7 @@ def load_network(args):
 
 def plain_network(net, precision):
     """The plain TransformerNet under `precision`'s policy with `net`'s weights, or None."""
-    from keras_style.transformer_net import TransformerNet
+    from keras_style.core.transformer_net import TransformerNet
 
     if precision == "float32":
         return net
@@ -279,7 +258,7 @@ def time_calls(fn, x, runs, warmup):
 
 def build_variants(net, args):
     """[(name, FastStylizer or None, network)] for the requested variants and precisions."""
-    from keras_style.fast import FastStylizer
+    from keras_style.fast.stylizer import FastStylizer
 
     found = []
     if "fast" in args.variants:
@@ -375,10 +354,14 @@ def report_quality(size, outputs, count, results):
 
 
 def bench_training(args, results):
-    trainer, stubbed = import_trainer()
+    # keras_style.train.model and .config import no TensorFlow (the tf.data pipeline,
+    # train.data, is not needed: the benchmark feeds numpy batches).
+    from keras_style.train import config as train_config
+    from keras_style.train import model as train_model
+
     size, batch = args.train_size, args.train_batch
     with tempfile.TemporaryDirectory() as workdir:
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             workdir=workdir,
             style_image=args.style_image,
             image_size=size,
@@ -391,9 +374,9 @@ def bench_training(args, results):
             jit_compile=True,
             seed=0,
         )
-        style = trainer.load_style_image(args.style_image, config.style_size)
+        style = train_model.load_style_image(args.style_image, config.style_size)
         start = time.perf_counter()
-        model = trainer.build_trainer(config, style_image=style)
+        model = train_model.build_trainer(config, style_image=style)
         build_s = time.perf_counter() - start
     content, _ = load_photos(args.photos, (size, size), batch)
 
@@ -424,7 +407,6 @@ def bench_training(args, results):
         "build_s": build_s,
         "first_step_s": compile_s,
         "last_loss": float(history.history["loss"][-1]),
-        "data_module_stubbed": stubbed,
     }
     results["training"] = row
     results.save()

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import keras_style  # noqa: E402
-from keras_style import api, images, losses, vgg  # noqa: E402
+from keras_style.core import images, losses, vgg  # noqa: E402
+from keras_style.slow import cache  # noqa: E402
 
 EXAMPLES = Path(keras_style.__file__).parent / "assets" / "examples"
 
@@ -75,7 +76,7 @@ def distances(content, style, outputs, args):
     """Gram-style and content distances of each output, with one evaluator at the output size."""
     config = losses.LossConfig()
     loss = losses.PerceptualLoss(
-        api.get_extractor(config.layers, args.backbone, args.vgg_weights), config
+        cache.get_extractor(config.layers, args.backbone, args.vgg_weights), config
     )
     shape = next(iter(outputs.values())).shape
     content_small = images.resize(content, shape[:2])

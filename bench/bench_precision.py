@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_style import vgg  # noqa: E402
-from keras_style.fast import FastStylizer  # noqa: E402
-from keras_style.transformer_net import TransformerNet  # noqa: E402
+from keras_style.core import vgg  # noqa: E402
+from keras_style.core.transformer_net import TransformerNet  # noqa: E402
+from keras_style.fast.stylizer import FastStylizer  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
 CONV_FLOP = 2 * 4 * 64 * 64 * 256 * 256 * 9

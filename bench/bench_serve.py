@@ -49,8 +49,8 @@ def photo_bytes(folder, long_side=1024):
 def direct_stylizer(style, body):
     """A function timing one in-process `FastStylizer.stylize` of the photo (the baseline)."""
     sys.path.insert(0, str(ROOT))
-    from keras_style import images
-    from keras_style.fast import FastStylizer
+    from keras_style.core import images
+    from keras_style.fast.stylizer import FastStylizer
 
     stylizer = FastStylizer(style)
     photo = images.decode_image(body)

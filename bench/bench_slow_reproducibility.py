@@ -29,9 +29,9 @@ _OUT = flags.DEFINE_string("out", None, "Also write the figures to this JSON fil
 
 def _restylize(recipe, photos, order):
     """The slow method on `photos`, batched in `order`, rounded to 8 bits like the dataset."""
-    from keras_style import stylized_dataset
+    from keras_style.distill.generator import PairGenerator
 
-    generator = stylized_dataset.PairGenerator(recipe)
+    generator = PairGenerator(recipe)
     out = np.zeros_like(photos)
     for start in range(0, len(photos), recipe.batch_size):
         index = order[start : start + recipe.batch_size]
@@ -40,7 +40,7 @@ def _restylize(recipe, photos, order):
 
 
 def _figures(candidates, slow, seconds=None):
-    from keras_style import evaluate
+    from keras_style.quality import evaluate
 
     close = evaluate.closeness(candidates, slow)
     row = {"ssim": float(close["ssim"].mean()), "psnr": float(close["psnr"].mean())}
@@ -52,14 +52,15 @@ def _figures(candidates, slow, seconds=None):
 
 def main(argv):
     del argv
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
+    from keras_style.distill.recipe import SlowRecipe
 
     card = stylized_dataset.read_card(_DATASET.value)
     _, photos, slow = stylized_dataset.load_pairs(_DATASET.value)
     photos, slow = photos[: _MAX.value], slow[: _MAX.value]
     n = len(photos)
-    recipe = stylized_dataset.SlowRecipe.from_json(card["recipe"])
-    single = stylized_dataset.SlowRecipe.from_json({**card["recipe"], "batch_size": 1})
+    recipe = SlowRecipe.from_json(card["recipe"])
+    single = SlowRecipe.from_json({**card["recipe"], "batch_size": 1})
     in_order, shifted = list(range(n)), [*range(1, n), 0]
     runs = {
         "same batches": (recipe, photos, in_order, False),

@@ -95,16 +95,17 @@ def _cpu_flags():
 
 
 def _calibration():
-    from keras_style import export_convert
+    from keras_style.core import images
+    from keras_style.export import convert as export_convert
 
-    files = export_convert.list_photos(_CALIBRATION.value)
+    files = images.list_image_files(_CALIBRATION.value)
     order = np.random.default_rng(0).permutation(len(files))  # as export_tflite samples
     files = [files[i] for i in order][: _NUM_CAL.value]
     return export_convert.load_photos(files, 256)
 
 
 def _convert(model, quantization, size, calibration, xnnpack):
-    from keras_style import export_convert
+    from keras_style.export import convert as export_convert
 
     content, _ = export_convert.convert_model_with_recipe(
         model, quantization, size, calibration, xnnpack=xnnpack
@@ -114,7 +115,7 @@ def _convert(model, quantization, size, calibration, xnnpack):
 
 def _files(styles, calibration, folder):
     """Converts every variant; returns {style: {variant: path}}."""
-    from keras_style import styles as bundled
+    from keras_style.fast import styles as bundled
 
     paths = {}
     for style in styles:
@@ -136,7 +137,8 @@ def _files(styles, calibration, folder):
 
 
 def _describe(path, size):
-    from keras_style import export_delegate, export_ops
+    from keras_style.export import delegate as export_delegate
+    from keras_style.export import ops as export_ops
 
     fixed = "_float16_" in path.name
     info = {
@@ -150,7 +152,7 @@ def _describe(path, size):
 
 def _latency(variants, size, threads, reps):
     """{threads: {variant: median ms}}: every variant timed in turn, `reps` rounds."""
-    from keras_style import export_verify
+    from keras_style.export import verify as export_verify
 
     image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     result = {}
@@ -172,9 +174,9 @@ def _latency(variants, size, threads, reps):
 
 
 def _photos():
-    from keras_style import export_convert, images
+    from keras_style.core import images
 
-    files = export_convert.list_photos(_PHOTOS.value)
+    files = images.list_image_files(_PHOTOS.value)
     if _NUM_PHOTOS.value:
         files = files[: _NUM_PHOTOS.value]
     return files, [images.load_image(f) for f in files]
@@ -182,9 +184,10 @@ def _photos():
 
 def _quality(model, variants, photos, size):
     """PSNR/SSIM of each any-size file against Keras: 384 crops and full-size photos."""
-    from keras_style import export_convert, export_verify, metrics
+    from keras_style.core import images, metrics
+    from keras_style.export import verify as export_verify
 
-    crops = np.stack([export_convert.square_photo(p, size) for p in photos])
+    crops = np.stack([images.center_square(p, size) for p in photos])
     ref_crops = np.concatenate([model.predict_on_batch(c[None]) for c in crops])
     ref_full = [np.asarray(model.predict_on_batch(p[None]))[0] for p in photos]
     result = {}
@@ -261,7 +264,7 @@ def _checks(report):
 
 def main(argv):
     del argv
-    from keras_style import styles as bundled
+    from keras_style.fast import styles as bundled
 
     size, threads = _SIZE.value, [int(t) for t in _THREADS.value]
     report = {
@@ -293,7 +296,7 @@ def main(argv):
     report["checks"] = [{"target": d, "value": v, "passed": bool(p)} for d, v, p in _checks(report)]
     for check in report["checks"]:
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['target']}: {check['value']}")
-    from keras_style import export_verify
+    from keras_style.export import verify as export_verify
 
     export_verify.write_json(report, Path(_OUT.value))
     print(f"written {_OUT.value}")

@@ -25,9 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from keras_style import fast, images  # noqa: E402
+from keras_style.core import images  # noqa: E402
+from keras_style.fast import stylizer as fast  # noqa: E402
 
-EXAMPLES = Path(fast.__file__).parent / "assets" / "examples"
+EXAMPLES = Path(fast.__file__).parents[1] / "assets" / "examples"
 
 
 def parse_args():

@@ -3,11 +3,11 @@
     python bench/bench_train_ops.py --out docs/training_speed/ops.json
 
 - The network's 9x9 output convolution (32 -> 3 channels at 256 px, batch 4):
-  `keras.layers.Conv2D` against `keras_style.layers.Conv2D` in training mode
+  `keras.layers.Conv2D` against `keras_style.core.layers.Conv2D` in training mode
   (a 1x9 convolution to 27 channels plus 9 row-shifted sums).
 - The Gram matrices of VGG16's block1..4_conv1 features at 256 px, batch 4:
   the einsum the losses used before against the batched matmul of
-  `keras_style.losses.gram_matrix`.
+  `keras_style.core.losses.gram_matrix`.
 
 Variants alternate within each round (median of `--rounds`), so load from
 other processes hits both alike; results are checked to agree.
@@ -65,7 +65,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from keras_style import layers, losses
+    from keras_style.core import layers, losses
 
     results = {"command": " ".join(["python", *sys.argv])}
     x = tf.constant(np.random.RandomState(0).normal(size=(4, 264, 264, 32)).astype("float32"))

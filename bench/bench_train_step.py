@@ -3,8 +3,9 @@
     python bench/bench_train_step.py --baseline ccdeb81 --widths 1.0,0.5 \
         --out docs/training_speed/train_step.json
 
-Each measurement is a fresh process running `keras_style.trainer.train` (the
-library call behind `python -m training.train`) on real photos for a few
+Each measurement is a fresh process running `keras_style.train.trainer.train`
+(`keras_style.trainer.train` in revisions before the subpackages; the library
+call behind `python -m training.train`) on real photos for a few
 steps: 256 px crops, batch 4, VGG16 perceptual loss, the bundled styles'
 clip head. The baseline is a git revision checked out into a temporary
 folder; rounds alternate baseline and current code, so load from other
@@ -32,7 +33,12 @@ SHARED = REPO.parent / "shared"
 _DRIVER = r"""
 import json, sys, time
 import keras
-from keras_style import trainer
+try:
+    from keras_style.train import trainer
+    from keras_style.train.config import TrainConfig
+except ImportError:  # revisions from before the subpackages
+    from keras_style import trainer
+    TrainConfig = trainer.TrainConfig
 args = json.loads(sys.argv[1])
 times, cpu = [], []
 class Timer(keras.callbacks.Callback):
@@ -41,8 +47,8 @@ class Timer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         times.append(time.perf_counter() - self.start[0])
         cpu.append(time.process_time() - self.start[1])
-fields = {f for f in trainer.TrainConfig.__dataclass_fields__}
-config = trainer.TrainConfig(**{k: v for k, v in args["config"].items() if k in fields})
+fields = {f for f in TrainConfig.__dataclass_fields__}
+config = TrainConfig(**{k: v for k, v in args["config"].items() if k in fields})
 result = trainer.train(config, callbacks=[Timer()], verbose=0)
 print("RESULT " + json.dumps({"step_s": times, "cpu_s": cpu}))
 """

@@ -10,7 +10,7 @@ backend, measured two ways per size: the network alone on in-memory batches,
 and `stylize_video` end to end on a generated clip (decoding, encoding and
 the temporal smoother included).
 
-Flicker is `keras_style.video.flicker` (mean frame-to-frame change of the
+Flicker is `keras_style.fast.temporal.flicker` (mean frame-to-frame change of the
 output on pixels that are still in the input, [0, 255] units) on a
 generated clip with moving and still parts, with and without smoothing, for
 a stylizer that adds fresh noise to every frame (the failure mode smoothing
@@ -29,15 +29,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_style import fast, styles, video  # noqa: E402
-from keras_style.transformer_net import TransformerNet  # noqa: E402
+from keras_style.core.transformer_net import TransformerNet  # noqa: E402
+from keras_style.fast import ffmpeg, styles, temporal, video  # noqa: E402
+from keras_style.fast import stylizer as fast  # noqa: E402
 
 
 def make_clip(path, width, height, frames, fps=24, noise=0):
     """A test-pattern clip (moving and still parts), optionally with per-frame sensor noise."""
     source = f"testsrc2=size={width}x{height}:rate={fps}"
     noise_filter = ["-vf", f"noise=alls={noise}:allf=t"] if noise else []
-    cmd = [video.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", source]
+    cmd = [ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", source]
     cmd += noise_filter + ["-frames:v", str(frames), "-c:v", "libx264", "-crf", "12", str(path)]
     subprocess.run(cmd, check=True)
 
@@ -62,12 +63,12 @@ def end_to_end_fps(net, clip, out, frames, batch_size):
 
 def flicker_pair(clip, folder, model):
     """Flicker of the stylized clip without and with smoothing 0.7."""
-    source, _ = video.read_video(clip)
+    source, _ = ffmpeg.read_video(clip)
     figures = []
     for smoothing in (0.0, 0.7):
         out = folder / f"flicker_{smoothing}.mp4"
         video.stylize_video(clip, out, model=model(), smoothing=smoothing, verbose=0)
-        figures.append(video.flicker(source, video.read_video(out)[0]))
+        figures.append(temporal.flicker(source, ffmpeg.read_video(out)[0]))
     return figures
 
 

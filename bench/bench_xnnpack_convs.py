@@ -62,7 +62,8 @@ def main(argv):
     del argv
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_style import export_delegate, export_verify
+    from keras_style.export import delegate as export_delegate
+    from keras_style.export import verify as export_verify
 
     models = {"float32": _convert(False), "int8": _convert(True)}
     flops = 2 * LAYERS * SIDE * SIDE * 9 * CHANNELS * CHANNELS

@@ -66,10 +66,14 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from keras_style import trainer
+    try:
+        from keras_style.train.config import TrainConfig
+        from keras_style.train.model import build_trainer
+    except ImportError:  # package roots from before the subpackages
+        from keras_style.trainer import TrainConfig, build_trainer
 
     precision = {} if args.net_precision == "float32" else {"net_precision": args.net_precision}
-    config = trainer.TrainConfig(
+    config = TrainConfig(
         style_image=args.style,
         backbone="vgg16",
         vgg_weights=args.vgg_weights,
@@ -80,7 +84,7 @@ def main():
         style_size=256,
         **precision,
     )
-    model = trainer.build_trainer(config)
+    model = build_trainer(config)
     batch = np.random.RandomState(0).uniform(0, 255, (4, args.size, args.size, 3))
     dataset = tf.data.Dataset.from_tensors(batch.astype("float32")).repeat()
     model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)

@@ -28,10 +28,9 @@ _ASSETS = flags.DEFINE_string("assets_dir", None, "Destination (default: the pac
 
 def main(argv):
     del argv
-    from keras_style.cli import native_stderr_silenced
 
     def run():
-        from keras_style import styles
+        from keras_style.fast import styles
 
         painting = {"title": _TITLE.value, "artist": _ARTIST.value, "license": _LICENSE.value}
         if _YEAR.value:
@@ -40,8 +39,7 @@ def main(argv):
         size = path.stat().st_size
         print(f"Style {_NAME.value!r} installed: {path} ({size / 2**20:.2f} MiB)")
 
-    with native_stderr_silenced():  # TensorFlow's C++ start-up lines
-        run_cleanly(run)
+    run_cleanly(run, quiet_native_logs=True)  # without TensorFlow's C++ start-up lines
 
 
 if __name__ == "__main__":

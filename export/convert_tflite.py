@@ -61,7 +61,8 @@ def _ints(values, flag):
 
 def main(argv):
     del argv
-    from keras_style import export, export_verify
+    from keras_style.export import tflite as export
+    from keras_style.export import verify as export_verify
 
     def run():
         report = export.export_tflite(

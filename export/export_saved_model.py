@@ -27,10 +27,10 @@ _CONFIG = flags.DEFINE_string(
 
 def main(argv):
     del argv
-    from keras_style import export
+    from keras_style.export import saved_model
 
     def run():
-        path = export.export_saved_model(
+        path = saved_model.export_saved_model(
             _MODEL.value,
             _OUT.value,
             style_name=_STYLE.value,

@@ -24,7 +24,6 @@ _RUNTIME = flags.DEFINE_string(
 
 def main(argv):
     del argv
-    from keras_style.cli import native_stderr_silenced
 
     def run():
         from keras_style import web_page
@@ -44,8 +43,7 @@ def main(argv):
         )
         print(f"Serve it with: python -m http.server --directory {_OUT.value} 8080")
 
-    with native_stderr_silenced():  # TensorFlow's C++ start-up lines
-        run_cleanly(run)
+    run_cleanly(run, quiet_native_logs=True)  # without TensorFlow's C++ start-up lines
 
 
 if __name__ == "__main__":

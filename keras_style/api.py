@@ -3,42 +3,22 @@
 * `stylize(photo, painting)` (or several paintings): the slow, iterative
   method of Gatys et al., the quality reference.
 * `stylize(photo, model="model.keras")`: one forward pass of a trained fast
-  network (see `keras_style.fast.FastStylizer`).
+  network (see `keras_style.fast.stylizer.FastStylizer`).
 * `stylize(photo, style="great_wave")`: a pretrained style bundled with the
   package (see `keras_style.list_styles()`).
 """
 
+import dataclasses
+import inspect
 import os
 from pathlib import Path
 
 import numpy as np
 
-from keras_style import images as image_lib
-from keras_style import losses, optimize, vgg
-
-_EXTRACTORS = {}
-
-
-def get_extractor(layers, backbone="vgg19", vgg_weights="imagenet", precision="float32"):
-    """A cached `vgg.FeatureExtractor`: building VGG costs seconds, reuse it."""
-    precision = vgg.resolve_precision(precision)
-    key = (tuple(sorted(layers)), backbone, str(vgg_weights), precision)
-    if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = vgg.FeatureExtractor(layers, backbone, vgg_weights, precision)
-    return _EXTRACTORS[key]
-
-
-_STYLIZERS = {}
-
-
-def get_gatys_stylizer(loss_config, backbone="vgg19", vgg_weights="imagenet", precision="auto"):
-    """A cached `optimize.GatysStylizer` (its compiled step is reused across calls)."""
-    precision = vgg.resolve_precision(precision)
-    key = (repr(loss_config), backbone, str(vgg_weights), precision)
-    if key not in _STYLIZERS:
-        extractor = get_extractor(loss_config.layers, backbone, vgg_weights, precision)
-        _STYLIZERS[key] = optimize.GatysStylizer(extractor, loss_config)
-    return _STYLIZERS[key]
+from keras_style.core import images as image_lib
+from keras_style.core import losses
+from keras_style.fast import styles
+from keras_style.slow import cache, optimize
 
 
 def _as_list(style):
@@ -47,10 +27,6 @@ def _as_list(style):
             raise ValueError("At least one style image is needed")
         return list(style)
     return [style]
-
-
-def _is_style_name(style):
-    return isinstance(style, str) and os.path.sep not in style and not Path(style).exists()
 
 
 def stylize(
@@ -91,7 +67,7 @@ def stylize(
 
     Args:
         content: the photo: a path, PIL image, array or tensor (see
-            `keras_style.images.load_image`).
+            `keras_style.core.images.load_image`).
         style: a painting (path, PIL image, array), a list of paintings to
             blend, or the name of a bundled style (`list_styles()`).
         model: a trained fast network (`.keras` path or `keras.Model`); when
@@ -142,10 +118,10 @@ def stylize(
     """
     inputs = _as_list(style) + [content] if style is not None else [content]
     protect = [] if overwrite_input else [p for p in inputs if isinstance(p, (str, os.PathLike))]
-    if model is not None or _is_style_name(style):
+    if model is not None or styles.is_style_name(style):
         if model is not None and style is not None:
             raise ValueError("Pass either model= (a trained network) or style=, not both")
-        from keras_style import fast
+        from keras_style.fast import stylizer as fast
 
         stylizer = fast.FastStylizer(model if model is not None else style, precision=precision)
         result = stylizer.stylize(
@@ -160,17 +136,24 @@ def stylize(
     return result
 
 
-_SLOW_OPTIONS = (
-    "style_weights size iterations optimizer learning_rate init seed style_scale multiscale "
-    "tile_size "
-    "preserve_color precision backbone vgg_weights content_layers style_layers content_weight "
-    "style_weight tv_weight save_every intermediate_dir callback callback_every verbose"
-).split()
+def _slow_options():
+    """Names of the `stylize()` arguments the slow path takes, read from the signatures.
+
+    `_stylize_slow`'s keyword-only parameters plus the `OptimizeConfig` fields
+    it forwards, in `stylize()`'s order: a new option needs no list kept in step.
+    """
+    named = {
+        p.name
+        for p in inspect.signature(_stylize_slow).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    named |= {f.name for f in dataclasses.fields(optimize.OptimizeConfig)}
+    return [name for name in inspect.signature(stylize).parameters if name in named]
 
 
 def locals_for_slow(values):
     """The subset of `stylize()` arguments that the slow path takes."""
-    return {name: values[name] for name in _SLOW_OPTIONS}
+    return {name: values[name] for name in _slow_options()}
 
 
 def _loss_config(content_layers, style_layers, content_weight, style_weight, tv_weight):
@@ -217,7 +200,7 @@ def _stylize_slow(
     loss_config = _loss_config(
         content_layers, style_layers, content_weight, style_weight, tv_weight
     )
-    stylizer = get_gatys_stylizer(loss_config, backbone, vgg_weights, precision)
+    stylizer = cache.get_gatys_stylizer(loss_config, backbone, vgg_weights, precision)
     callback, callback_every = _with_saving(callback, callback_every, save_every, intermediate_dir)
     image, _ = stylizer.stylize(
         content_image,

@@ -5,9 +5,10 @@ stderr), 130 when interrupted (nothing half-written is left behind).
 """
 
 import argparse
-import contextlib
 import os
 import sys
+
+from keras_style.core import process
 
 
 def _csv_floats(text):
@@ -147,7 +148,7 @@ def _add_video(subparsers):
 
 
 def _run_video(args):
-    from keras_style import video
+    from keras_style.fast import video
 
     video.stylize_video(
         args.input,
@@ -170,7 +171,7 @@ def _add_list_styles(subparsers):
 
 
 def _run_list_styles(args):
-    from keras_style import styles
+    from keras_style.fast import styles
 
     names = styles.list_styles()
     if not names:
@@ -234,63 +235,23 @@ def build_parser():
     return parser
 
 
-def _is_process_stderr(stream):
-    try:
-        return stream.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-@contextlib.contextmanager
-def native_stderr_silenced():
-    """Native (C++) writes to stderr go to /dev/null; Python's `sys.stderr` still works.
-
-    TensorFlow logs informational lines ("oneDNN custom operations are on",
-    "Could not find cuda drivers") from C++ before its log level is read, so
-    `TF_CPP_MIN_LOG_LEVEL` cannot hide them, while the command line promises
-    one clear line on stderr. File descriptor 2 is pointed at /dev/null and
-    `sys.stderr` at a duplicate of the real stderr for the command's duration.
-    Set `KERAS_STYLE_NATIVE_LOGS=1` to keep the native lines (debugging).
-    """
-    if os.environ.get("KERAS_STYLE_NATIVE_LOGS") or not _is_process_stderr(sys.stderr):
-        yield  # debugging, or stderr already captured (e.g. by a test harness)
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        sys.stderr.close()
-        sys.stderr = python_stderr
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def main(argv=None):
     """Entry point of the `keras-style` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    with native_stderr_silenced():
+    with process.native_stderr_silenced():
         return _run(args)
 
 
 def _run(args):
-    from keras_style.vgg import WeightsUnavailableError
+    from keras_style.core.vgg import WeightsUnavailableError
 
-    try:
-        args.run(args)
-    except (ValueError, WeightsUnavailableError) as e:
-        print(f"keras-style: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("keras-style: interrupted; no output written", file=sys.stderr)
-        return 130
-    return 0
+    return process.run_cleanly(
+        lambda: args.run(args),
+        prefix="keras-style: error",
+        bad_input=(ValueError, WeightsUnavailableError),
+        interrupted="keras-style: interrupted; no output written",
+    )
 
 
 if __name__ == "__main__":

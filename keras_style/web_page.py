@@ -5,7 +5,7 @@ The folder `build_web_page` writes stylizes photos entirely in the browser:
 * `index.html`, `page.js`, `common.js`, `style.css`: the page, the same look
   and controls as `keras-style serve` (its stylesheet and helpers are shared);
 * `models/<style>_<size>.tflite`: fixed-size float16 models made by the
-  package's own exporter (`keras_style.export.export_tflite`: builtin
+  package's own exporter (`keras_style.export.tflite.export_tflite`: builtin
   operators only, checked against the GPU delegate's operator list), plus
   `models.json`, the list the page reads;
 * `litert/`: the LiteRT.js runtime (`@litertjs/core` and its
@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from keras_style import styles as styles_lib
+from keras_style.fast import styles as styles_lib
 
 #: The page's own files (HTML and script) in the package.
 PAGE_DIR = Path(__file__).parent / "assets" / "web_page"
@@ -121,7 +121,7 @@ def _check_out(out_dir):
 
 def _export_models(style_names, sizes, models_dir, log):
     """Fixed-size float16 models of each style; returns the manifest's style entries."""
-    from keras_style import export
+    from keras_style.export import tflite as export
 
     entries = []
     for name in style_names:
@@ -176,7 +176,7 @@ def build_web_page(out_dir, style_names=None, sizes=(256, 512), runtime_dir=None
     Raises:
         ValueError: on unknown styles, bad sizes, an occupied `out_dir` or a
             missing runtime.
-        keras_style.export_ops.ExportError: if a model fails the exporter's checks.
+        keras_style.export.ops.ExportError: if a model fails the exporter's checks.
     """
     log = log or (lambda message: None)
     style_names, sizes = _check_args(style_names or styles_lib.list_styles(), sizes)

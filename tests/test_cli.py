@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_style import cli, images
+from keras_style import cli
+from keras_style.core import images
 
 
 def _stylize_args(photo_file, painting_file, out, weights, *extra):
@@ -66,7 +67,7 @@ def test_in_process_options(tmp_path, monkeypatch, photo_file, painting_file, vg
     from conftest import make_painting
     from PIL import Image
 
-    from keras_style import optimize
+    from keras_style.slow import optimize
 
     other = tmp_path / "other.png"  # a second, differently coloured and textured painting
     Image.fromarray(make_painting(seed=7)[:, ::-1, ::-1].astype(np.uint8)).save(other)
@@ -163,14 +164,14 @@ def test_never_overwrites_an_input_unless_asked(
 
 
 def test_missing_imagenet_weights_message(tmp_path, capsys, photo_file, painting_file, monkeypatch):
-    from keras_style import api
+    from keras_style.slow import cache
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure")
 
     monkeypatch.setattr(keras.applications, "VGG19", offline)
-    monkeypatch.setattr(api, "_EXTRACTORS", {})
-    monkeypatch.setattr(api, "_STYLIZERS", {})
+    monkeypatch.setattr(cache, "_EXTRACTORS", {})
+    monkeypatch.setattr(cache, "_STYLIZERS", {})
     err = _error(
         capsys, ["stylize", str(photo_file), str(painting_file), "-o", str(tmp_path / "o.png")]
     )
@@ -277,7 +278,8 @@ def test_serve_prints_its_url_and_answers(tmp_path):
 
 
 def test_ordinary_photos_are_not_padded_for_the_slow_path(photo):
-    from keras_style import api, optimize
+    from keras_style import api
+    from keras_style.slow import optimize
 
     padded, crop = api._pad_thin(photo, optimize.OptimizeConfig(size=32))  # 27x32 at the level
     assert padded is photo and crop(photo) is photo
@@ -296,7 +298,7 @@ def test_python_api_model_and_bundled_style(tmp_path, photo, photo_file):
     from pathlib import Path
 
     import keras_style
-    from keras_style.transformer_net import TransformerNet, build_transformer_net
+    from keras_style.core.transformer_net import TransformerNet, build_transformer_net
 
     keras.utils.set_random_seed(0)
     net = build_transformer_net(width=0.25)
@@ -322,7 +324,7 @@ def test_python_api_model_and_bundled_style(tmp_path, photo, photo_file):
 
 def test_cli_stylize_with_a_model_file(tmp_path, photo_file):
     """`keras-style stylize PHOTO --model model.keras -o OUT.png` writes that network's output."""
-    from keras_style.transformer_net import build_transformer_net
+    from keras_style.core.transformer_net import build_transformer_net
 
     keras.utils.set_random_seed(1)
     net = build_transformer_net(width=0.25)
@@ -343,7 +345,7 @@ def test_cli_stylize_with_a_model_file(tmp_path, photo_file):
 def test_python_overwrite_input(tmp_path, photo_file, painting_file, vgg16_weights_file):
     """From Python, `output=` an input file is refused unless `overwrite_input=True`."""
     import keras_style
-    from keras_style.transformer_net import build_transformer_net
+    from keras_style.core.transformer_net import build_transformer_net
 
     keras.utils.set_random_seed(2)
     net = build_transformer_net(width=0.25)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_style import images, metrics, web_page
-from keras_style.fast import FastStylizer
+from keras_style import web_page
+from keras_style.core import images, metrics
+from keras_style.fast.stylizer import FastStylizer
 
-EXAMPLES = Path(images.__file__).parent / "assets" / "examples"
+EXAMPLES = Path(images.__file__).parents[1] / "assets" / "examples"
 
 
 def test_bad_arguments_are_refused(tmp_path):

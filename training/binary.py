@@ -1,9 +1,12 @@
 """Shared entry-point plumbing of the training binaries: arguments, logs and clean errors."""
 
+import contextlib
 import logging
 import sys
 
 from absl import app
+
+from keras_style.core import process
 
 
 def run_cleanly(argv, run, quiet_native_logs=False):
@@ -13,25 +16,13 @@ def run_cleanly(argv, run, quiet_native_logs=False):
         argv: the absl `argv` (only the program name is accepted).
         run: the binary's work, raising `ValueError` on bad input or options.
         quiet_native_logs: keep TensorFlow's C++ start-up lines off stderr
-            (see `keras_style.cli.native_stderr_silenced`).
+            (see `keras_style.core.process.native_stderr_silenced`).
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.getLogger("keras_style").setLevel(logging.INFO)
-    from keras_style.cli import native_stderr_silenced
-
-    context = native_stderr_silenced() if quiet_native_logs else _nothing()
-    with context:
-        try:
-            run()
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    quiet = process.native_stderr_silenced() if quiet_native_logs else contextlib.nullcontext()
+    with quiet:
+        code = process.run_cleanly(run)
+    if code:
+        sys.exit(code)

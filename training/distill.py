@@ -2,7 +2,7 @@ r"""Trains the fast network on a stylized dataset (distillation of the slow meth
 
 Same flags, network, work dir, checkpoints/resume, TensorBoard, progress bar
 and --strategy as training.train (`training.flags_common`,
-`keras_style.trainer`), plus --dataset_dir (one dataset, or several made with
+`keras_style.train.trainer`), plus --dataset_dir (one dataset, or several made with
 the same recipe, comma-separated); the loss is the L1 pixel distance
 to the slow method's output (--pixel_weight) plus VGG feature (--content_weight)
 and Gram (--style_weight) distances to it, and total variation (--tv_weight).
@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from keras_style import distill, trainer  # noqa: E402
+from keras_style.distill import training as distill  # noqa: E402
+from keras_style.train import distribution  # noqa: E402
 from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,7 +43,7 @@ flags.DEFINE_integer("verbose", 1, "fit verbosity: 1 progress bar, 2 one line pe
 
 
 def run():
-    trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
+    distribution.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
     if not FLAGS.dataset_dir:
         raise ValueError("--dataset_dir is required")
     config = flags_common.resolve_config(loss="distill")

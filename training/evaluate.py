@@ -47,8 +47,9 @@ def parse_models(specs):
 
 
 def run():
-    from keras_style import evaluate
-    from keras_style import images as image_lib
+    from keras_style.core import images as image_lib
+    from keras_style.core import jsonio
+    from keras_style.quality import evaluate
 
     if not FLAGS.eval_dataset or not FLAGS.out_dir:
         raise ValueError("--eval_dataset and --out_dir are required")
@@ -60,8 +61,7 @@ def run():
     )
     out = Path(FLAGS.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with image_lib.atomic_write(out / "evaluation.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write_json(out / "evaluation.json", report)
     sheet = evaluate.contact_sheet(columns, max_rows=FLAGS.max_rows)
     image_lib.save_image(sheet, out / "contact_sheet.png")
     for name, values in report["methods"].items():

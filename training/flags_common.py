@@ -1,4 +1,4 @@
-"""absl flags shared by the training binaries, mirroring `keras_style.trainer.TrainConfig`.
+"""absl flags shared by the training binaries, mirroring `keras_style.train.config.TrainConfig`.
 
 Every flag defaults to None, meaning "not given": the value then comes from the
 --config preset, or from `TrainConfig`'s default. Only flags given on the
@@ -11,9 +11,19 @@ import json
 
 from absl import flags
 
-from keras_style import data, trainer, vgg
+from keras_style.core import jsonio, vgg
+from keras_style.train import config, data, distribution
 
 FLAGS = flags.FLAGS
+
+#: `TrainConfig`'s defaults: the help texts quote them, so they cannot drift apart.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
+
+
+def _help(text, field):
+    """`text` plus the default `TrainConfig` gives `field` when neither flag nor preset does."""
+    return f"{text} (default {_DEFAULTS[field]})"
+
 
 flags.DEFINE_string(
     "config", None, "JSON preset (e.g. configs/starry_night.json); flags override it."
@@ -22,50 +32,69 @@ flags.DEFINE_string(
     "workdir", None, "Work dir: checkpoints, logs, samples, config.json, model.keras."
 )
 flags.DEFINE_string("style_image", None, "Style image file.")
-flags.DEFINE_string("dataset", None, "TFDS dataset of content photos (default coco/2017).")
+flags.DEFINE_string("dataset", None, _help("TFDS dataset of content photos.", "dataset"))
 flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 flags.DEFINE_string("image_dir", None, "Folder of content photos (recursive); replaces --dataset.")
-flags.DEFINE_enum("validate", None, list(data.VALIDATE_MODES), "Image check for --image_dir.")
-flags.DEFINE_integer("image_size", None, "Side of the square training crops (default 256).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (default 4).")
-flags.DEFINE_integer("steps", None, "Training steps (default 40000); ignored with --epochs.")
+flags.DEFINE_enum(
+    "validate", None, list(data.VALIDATE_MODES), _help("Image check for --image_dir.", "validate")
+)
+flags.DEFINE_integer("image_size", None, _help("Side of the square training crops.", "image_size"))
+flags.DEFINE_integer("batch_size", None, _help("Global batch size.", "batch_size"))
+flags.DEFINE_integer("steps", None, _help("Training steps; ignored with --epochs.", "steps"))
 flags.DEFINE_integer("epochs", None, "Passes over the content photos, instead of --steps.")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3).")
-flags.DEFINE_float("content_weight", None, "Weight of the content loss (default 1).")
-flags.DEFINE_float("style_weight", None, "Weight of the style loss (default 10).")
-flags.DEFINE_float("tv_weight", None, "Weight of the total-variation loss (default 1).")
-flags.DEFINE_float("pixel_weight", None, "Weight of the L1 pixel loss (distill loss only).")
+flags.DEFINE_float("learning_rate", None, _help("Adam learning rate.", "learning_rate"))
+flags.DEFINE_float("content_weight", None, _help("Weight of the content loss.", "content_weight"))
+flags.DEFINE_float("style_weight", None, _help("Weight of the style loss.", "style_weight"))
+flags.DEFINE_float("tv_weight", None, _help("Weight of the total-variation loss.", "tv_weight"))
+flags.DEFINE_float(
+    "pixel_weight", None, _help("Weight of the L1 pixel loss (distill loss only).", "pixel_weight")
+)
 flags.DEFINE_string("content_layers", None, 'JSON {VGG layer: weight}, e.g. {"block4_conv2": 1}.')
 flags.DEFINE_string("style_layers", None, "JSON {VGG layer: weight} for the style loss.")
-flags.DEFINE_integer("style_size", None, "Long side of the resized style image (default 512).")
-flags.DEFINE_enum("backbone", None, list(vgg.BACKBONES), "Loss network (default vgg19).")
-flags.DEFINE_string("vgg_weights", None, "'imagenet' (download) or a local VGG weights file.")
-flags.DEFINE_enum("width", None, ["1.0", "0.5", "0.25"], "Network width multiplier.")
+flags.DEFINE_integer(
+    "style_size", None, _help("Long side of the resized style image.", "style_size")
+)
+flags.DEFINE_enum("backbone", None, list(vgg.BACKBONES), _help("Loss network.", "backbone"))
+flags.DEFINE_string(
+    "vgg_weights", None, _help("'imagenet' (download) or a local VGG weights file.", "vgg_weights")
+)
+flags.DEFINE_enum(
+    "width", None, ["1.0", "0.5", "0.25"], _help("Network width multiplier.", "width")
+)
 flags.DEFINE_enum(
     "head",
     None,
     ["tanh", "clip", "residual"],
-    "Output head: tanh (paper), clip (straight-through) or residual (photo + change; distill).",
+    _help(
+        "Output head: tanh (paper), clip (straight-through) or residual (photo + change; distill).",
+        "head",
+    ),
 )
 flags.DEFINE_enum(
     "net_precision",
     None,
-    list(trainer.NET_PRECISIONS),
-    "Compute precision of the network being trained (default float32; bfloat16 for CPUs with "
-    "bfloat16 units and GPUs, float16 for GPUs); weights stay float32.",
+    list(config.NET_PRECISIONS),
+    _help(
+        "Compute precision of the network being trained (bfloat16 for CPUs with bfloat16 "
+        "units and GPUs, float16 for GPUs); weights stay float32.",
+        "net_precision",
+    ),
 )
 flags.DEFINE_bool("mixed_precision", None, "Same as --net_precision=float16 (GPUs).")
 flags.DEFINE_enum(
     "loss_precision",
     None,
     list(vgg.PRECISIONS),
-    "Compute precision of the VGG loss network (default auto: bfloat16 on GPUs and on CPUs "
-    "with bfloat16 instructions, else float32).",
+    _help(
+        "Compute precision of the VGG loss network (auto: bfloat16 on GPUs and on CPUs "
+        "with bfloat16 instructions, else float32).",
+        "loss_precision",
+    ),
 )
 flags.DEFINE_enum(
     "strategy",
     None,
-    list(trainer.STRATEGIES),
+    list(config.STRATEGIES),
     "default | mirrored (all local GPUs, or the CPU devices of --cpu_devices) | multi_worker "
     "(TF_CONFIG); tf.distribute under "
     "TensorFlow, keras.distribution.DataParallel under JAX.",
@@ -74,14 +103,27 @@ flags.DEFINE_integer(
     "cpu_devices",
     None,
     "Split the host CPU into N devices (to test --strategy=mirrored without GPUs); default: "
-    f"${trainer.CPU_DEVICES_ENV} or no split. Not part of the saved config.",
+    f"${distribution.CPU_DEVICES_ENV} or no split. Not part of the saved config.",
 )
-flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation of the step.")
-flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (default 1000).")
-flags.DEFINE_integer("keep_checkpoints", None, "Newest checkpoints kept (default 3).")
-flags.DEFINE_integer("summary_every", None, "Steps between TensorBoard scalars (default 100).")
-flags.DEFINE_integer("sample_every", None, "Steps between sample images, 0 = never (default 500).")
-flags.DEFINE_integer("num_samples", None, "Sample images shown (default 4).")
+flags.DEFINE_enum(
+    "jit_compile",
+    None,
+    ["auto", "true", "false"],
+    _help("XLA compilation of the step.", "jit_compile"),
+)
+flags.DEFINE_integer(
+    "checkpoint_every", None, _help("Steps between checkpoints.", "checkpoint_every")
+)
+flags.DEFINE_integer(
+    "keep_checkpoints", None, _help("Newest checkpoints kept.", "keep_checkpoints")
+)
+flags.DEFINE_integer(
+    "summary_every", None, _help("Steps between TensorBoard scalars.", "summary_every")
+)
+flags.DEFINE_integer(
+    "sample_every", None, _help("Steps between sample images, 0 = never.", "sample_every")
+)
+flags.DEFINE_integer("num_samples", None, _help("Sample images shown.", "num_samples"))
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order).")
 
 
@@ -100,8 +142,8 @@ def _parse(name, value):
 
 def resolve_config(loss="perceptual"):
     """Preset (if --config) overridden by every flag given; returns a `TrainConfig`."""
-    values = {"loss": loss, **(trainer.read_preset(FLAGS.config) if FLAGS.config else {})}
-    for field in dataclasses.fields(trainer.TrainConfig):
+    values = {"loss": loss, **(jsonio.read_preset(FLAGS.config) if FLAGS.config else {})}
+    for field in dataclasses.fields(config.TrainConfig):
         if field.name in FLAGS and FLAGS[field.name].value is not None:
             values[field.name] = _parse(field.name, FLAGS[field.name].value)
-    return trainer.TrainConfig.from_dict(values)
+    return config.TrainConfig.from_dict(values)

@@ -1,6 +1,6 @@
 """Generates a stylized-pair dataset with the slow method, for distillation.
 
-Sharded TFRecords plus a dataset card (see `keras_style.stylized_dataset`).
+Sharded TFRecords plus a dataset card (see `keras_style.distill.dataset`).
 Resumable: rerun the same command after an interruption and it skips the
 finished shards. Split the work over processes or machines with
 --num_shards N --shard_index i (same --output_dir, e.g. a shared disk).
@@ -15,9 +15,6 @@ finished shards. Split the work over processes or machines with
 With --tfds the same pairs are built through the TFDS builder into
 --output_dir as a TFDS data dir (add --beam_runner DirectRunner for Beam).
 """
-
-import json
-from pathlib import Path
 
 from absl import app, flags
 
@@ -59,17 +56,14 @@ flags.DEFINE_integer("verbose", 1, "1: progress bar with ETA; 0: silent.")
 
 def load_config(path):
     """The JSON config as a dict ({} without a path)."""
-    if not path:
-        return {}
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"Cannot read config {path}: {e}") from e
+    from keras_style.core import jsonio
+
+    return jsonio.read_preset(path) if path else {}
 
 
 def build_recipe(config):
     """A `SlowRecipe` from the config, with the command-line overrides applied."""
-    from keras_style import stylized_dataset
+    from keras_style.distill.recipe import SlowRecipe
 
     fields = {k: v for k, v in config.items() if not k.startswith("_")}
     overrides = {
@@ -86,15 +80,15 @@ def build_recipe(config):
         raise ValueError("--style is required")
     weights = [float(w) for w in FLAGS.style_weights] if FLAGS.style_weights else None
     try:
-        return stylized_dataset.SlowRecipe(style_files=FLAGS.style, style_weights=weights, **fields)
+        return SlowRecipe(style_files=FLAGS.style, style_weights=weights, **fields)
     except TypeError as e:
         raise ValueError(f"Unknown option in the config: {e}") from e
 
 
 def build_source():
-    from keras_style import stylized_dataset
+    from keras_style.distill.sources import content_source
 
-    return stylized_dataset.content_source(
+    return content_source(
         image_dir=FLAGS.image_dir,
         tfds_name=FLAGS.tfds_name,
         split=FLAGS.split,
@@ -110,7 +104,7 @@ def build_source():
 def build_with_tfds(recipe, source):
     import tensorflow_datasets as tfds
 
-    from keras_style import tfds_builder
+    from keras_style.distill import tfds_builder
 
     runner = FLAGS.beam_runner
     builder = tfds_builder.make_builder(recipe, source, FLAGS.output_dir, use_beam=bool(runner))
@@ -120,7 +114,7 @@ def build_with_tfds(recipe, source):
 
 
 def run():
-    from keras_style import stylized_dataset
+    from keras_style.distill import dataset as stylized_dataset
 
     if not FLAGS.output_dir:
         raise ValueError("--output_dir is required")

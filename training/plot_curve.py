@@ -41,7 +41,7 @@ def log_folder(workdir):
 
 
 def run():
-    from keras_style import curves
+    from keras_style.quality import curves
 
     if not FLAGS.workdir or not FLAGS.out:
         raise ValueError("--workdir and --out are required")

@@ -11,7 +11,6 @@ and the content distance to the photo) and contact_sheet.jpg (one column
 per style headed by its painting, one row per photo).
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -37,7 +36,7 @@ flags.DEFINE_string("out_dir", None, "Folder for report.json and contact_sheet.j
 
 
 def _painting(folder, name):
-    from keras_style import images as image_lib
+    from keras_style.core import images as image_lib
 
     matches = sorted(Path(folder).glob(f"{name}.*"))
     if not matches:
@@ -46,24 +45,26 @@ def _painting(folder, name):
 
 
 def run():
-    from keras_style import api, losses, style_report, styles
-    from keras_style import images as image_lib
+    from keras_style.core import images as image_lib
+    from keras_style.core import jsonio, losses
+    from keras_style.fast import styles
+    from keras_style.quality import style_report
+    from keras_style.slow import cache
 
     names = FLAGS.styles or styles.list_styles()
     if not names:
         raise ValueError("No bundled style is installed")
     photos = {
-        Path(p).stem: style_report.square_photo(image_lib.load_image(p), FLAGS.size)
+        Path(p).stem: image_lib.center_square(image_lib.load_image(p), FLAGS.size)
         for p in FLAGS.photos
     }
     paintings = {n: _painting(FLAGS.paintings_dir, n) for n in names}
-    extractor = api.get_extractor(losses.LossConfig().layers, FLAGS.backbone, FLAGS.vgg_weights)
+    extractor = cache.get_extractor(losses.LossConfig().layers, FLAGS.backbone, FLAGS.vgg_weights)
     report, sheet = style_report.bundled_styles_report(photos, paintings, extractor, names)
     report["loss_network"] = {"backbone": FLAGS.backbone, "weights": FLAGS.vgg_weights}
     out = Path(FLAGS.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with image_lib.atomic_write(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    jsonio.write_json(out / "report.json", report)
     image_lib.save_image(sheet, out / "contact_sheet.jpg", quality=90)
     print(style_report.markdown_table(report))
     print(f"Report and contact sheet written to {out}")

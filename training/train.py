@@ -19,14 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 
-from keras_style import trainer  # noqa: E402
+from keras_style.train import distribution, trainer  # noqa: E402
 from training import binary, flags_common  # noqa: E402
 
 FLAGS = flags_common.FLAGS
 
 
 def run():
-    trainer.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
+    distribution.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
     result = trainer.train(flags_common.resolve_config())
     print(
         f"Trained to step {result['step']} (resumed at {result['initial_step']}) on "

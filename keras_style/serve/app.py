@@ -33,7 +33,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from keras_style import images
+from keras_style.core import images
 from keras_style.serve import jobs
 from keras_style.serve.models import ModelRegistry
 
@@ -251,7 +251,7 @@ class _Server:
             raise ApiError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
 
     async def slow_submit(self, request):
-        from keras_style import optimize
+        from keras_style.slow import optimize
 
         params = request.query_params
         cfg = self.config

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_style import images
+from keras_style.core import images
 
 #: Page folder holding a small thumbnail of each bundled style's painting.
 THUMBS_DIR = Path(__file__).parent / "static" / "thumbs"
@@ -26,7 +26,7 @@ class TFLiteStylizer:
     """
 
     def __init__(self, path, num_threads=2):
-        from keras_style import export_verify
+        from keras_style.export import verify as export_verify
 
         try:
             self._runner = export_verify.TFLiteRunner(Path(path), num_threads=num_threads)
@@ -36,7 +36,7 @@ class TFLiteStylizer:
         self.fixed = None if -1 in shape[1:3] else (shape[1], shape[2])
 
     def stylize(self, content, max_size=None, preserve_color=False, strength=1.0):
-        from keras_style.fast import FastStylizer
+        from keras_style.fast.stylizer import FastStylizer
 
         FastStylizer._check_options(max_size, strength, None, 0)
         photo = FastStylizer._prepare(content, max_size)
@@ -64,7 +64,7 @@ def _entry_for_file(path):
 
 
 def _entry_for_style(name):
-    from keras_style import styles
+    from keras_style.fast import styles
 
     painting = styles.style_card(name).get("painting", {})
     painting = painting if isinstance(painting, dict) else {"title": str(painting)}
@@ -89,7 +89,7 @@ class ModelRegistry:
     """
 
     def __init__(self, model_files=(), precision="auto"):
-        from keras_style import styles
+        from keras_style.fast import styles
 
         entries = [_entry_for_style(name) for name in styles.list_styles()]
         entries += [_entry_for_file(path) for path in model_files]
@@ -123,6 +123,6 @@ class ModelRegistry:
     def _build(self, entry):
         if entry["kind"] == "tflite":
             return TFLiteStylizer(entry["path"])
-        from keras_style.fast import FastStylizer
+        from keras_style.fast.stylizer import FastStylizer
 
         return FastStylizer(entry["path"] or entry["name"], precision=self.precision)

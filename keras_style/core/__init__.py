@@ -1,0 +1,3 @@
+"""Shared building blocks: image I/O and file safety, VGG features, losses, layers, the
+transformer network, image metrics.
+"""

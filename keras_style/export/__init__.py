@@ -1,0 +1,3 @@
+"""From a trained network to SavedModel and TFLite files: conversion, graph rewrites,
+verification.
+"""

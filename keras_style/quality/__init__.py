@@ -1,0 +1,1 @@
+"""Measuring results: evaluation against references, per-style reports, training curves."""

@@ -1,0 +1,3 @@
+"""Training the fast network: config, the perceptual-loss keras.Model, data pipelines,
+checkpoints.
+"""

@@ -1,0 +1,155 @@
+"""A training job of the feed-forward stylizer: work dir, resume, `model.fit`, model.keras.
+
+The parts: `config` (`TrainConfig`), `model` (`StyleTrainer`, `build_trainer`),
+`checkpoints`, `summaries` (TensorBoard), `distribution` (strategies) and
+`data` (tf.data pipelines). This module runs them as one job.
+
+`train(config)` runs a whole job in a work dir:
+
+    workdir/config.json           the resolved `TrainConfig`
+    workdir/data.json             images used and files skipped as unreadable
+    workdir/checkpoints/ckpt-N/   net weights, optimizer state, step (atomic)
+    workdir/logs/                 TensorBoard scalars and sample images
+    workdir/samples/step_N.png    the same samples as files
+    workdir/model.keras           the final network
+
+Rerunning the same job after a crash or `kill -9` restores the newest complete
+checkpoint (weights, optimizer moments, step count) and trains only the
+remaining steps, so it ends at the same step as an uninterrupted run.
+
+Scaling out: see `keras_style.train.distribution`.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_style.core import images, jsonio
+from keras_style.train import data, distribution
+from keras_style.train.checkpoints import CheckpointCallback, CheckpointManager
+from keras_style.train.model import build_trainer
+from keras_style.train.summaries import SummaryCallback
+
+_log = logging.getLogger(__name__)
+
+
+def _dataset(config):
+    return data.content_dataset(
+        image_dir=config.image_dir,
+        dataset=config.dataset,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        **({"validate": config.validate} if config.image_dir else {}),
+    )
+
+
+def total_steps(config, info):
+    """Steps the job runs: `steps`, or `epochs` full passes when set."""
+    if config.epochs is None:
+        return config.steps
+    if not info.num_examples:
+        raise ValueError(f"--epochs needs a dataset of known size; {info.source} has none")
+    return config.epochs * max(1, info.num_examples // config.batch_size)
+
+
+def _samples(dataset, count):
+    """The first `count` content images of the stream, for preview images."""
+    if not count:
+        return None
+    first = next(iter(dataset))
+    content = first[0] if isinstance(first, (tuple, list)) else first
+    return np.asarray(content)[:count]
+
+
+def _check_same_job(workdir, config):
+    """Warns when a work dir with checkpoints is reused with a different configuration."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    changed = sorted(k for k, v in config.to_dict().items() if old.get(k, v) != v)
+    if changed:
+        _log.warning("Configuration changed since the last run in %s: %s", workdir, changed)
+
+
+def train(config, dataset=None, callbacks=(), verbose="auto"):
+    """Runs (or resumes) the training job `config`; returns a summary dict.
+
+    Args:
+        config: a `TrainConfig`.
+        dataset: a tf.data.Dataset replacing the configured photos: repeated
+            batches of content images, or of (content, target) pairs for the
+            "distill" loss (which has no built-in pipeline).
+        callbacks: extra Keras callbacks.
+        verbose: `fit` verbosity (1: progress bar with ETA).
+
+    Returns:
+        {"step", "initial_step", "model_path", "history", "skipped", "replicas"}.
+    """
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    workdir = Path(config.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_same_job(workdir, config)
+    with distribution.distribution_scope(config.strategy, config.batch_size):
+        chief = distribution.is_chief()  # in the scope: under multi_worker only one process writes
+        replicas = distribution.num_replicas()
+        if dataset is None:
+            if config.loss == "distill":
+                raise ValueError("The distill loss needs a dataset of (content, target) pairs")
+            dataset, info = _dataset(config)
+        else:
+            info = data.DatasetInfo("custom dataset", None)
+        steps = total_steps(config, info)
+        if chief:
+            jsonio.write_json(workdir / "config.json", config.to_dict(), sort_keys=True)
+            jsonio.write_json(workdir / "data.json", info.to_json(), sort_keys=True)
+        if info.skipped:
+            _log.warning("Skipped %d unreadable image files (see data.json)", len(info.skipped))
+        trainer = build_trainer(config)
+        manager = CheckpointManager(workdir / "checkpoints", config.keep_checkpoints)
+        latest = manager.latest()
+        initial_step = manager.restore(latest, trainer.net, trainer.optimizer) if latest else 0
+        if latest:
+            _log.info("Resumed from %s (step %d of %d)", latest, initial_step, steps)
+    history = {}
+    if initial_step < steps:
+        samples = _samples(dataset, config.num_samples)
+        job_callbacks = [CheckpointCallback(manager, config.checkpoint_every, initial_step)]
+        if chief:
+            job_callbacks.append(
+                SummaryCallback(
+                    workdir / "logs",
+                    initial_step,
+                    config.summary_every,
+                    samples,
+                    config.sample_every,
+                    workdir / "samples",
+                )
+            )
+        result = trainer.fit(
+            dataset,
+            epochs=1,
+            steps_per_epoch=steps - initial_step,
+            callbacks=[*job_callbacks, *callbacks],
+            verbose=verbose,
+        )
+        history = result.history
+    model_path = workdir / "model.keras"
+    if chief:
+        with images.atomic_write(model_path) as tmp:
+            trainer.net.save(tmp)
+    return {
+        # Non-chief workers write no checkpoints (and may finish before the chief's last one).
+        "step": max(manager.steps(), default=initial_step) if chief else max(steps, initial_step),
+        "initial_step": initial_step,
+        "model_path": str(model_path),
+        "history": history,
+        "skipped": len(info.skipped),
+        "replicas": replicas,
+    }

@@ -1,0 +1,105 @@
+"""Scale-free perceptual losses of keras_style.core.losses."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_style.core import losses, vgg
+
+
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
+def test_gram_matrix_known_values():
+    features = np.zeros((1, 2, 1, 2), np.float32)
+    features[0, 0, 0] = [1, 2]
+    features[0, 1, 0] = [3, 4]
+    expected = np.array([[1 + 9, 2 + 12], [2 + 12, 4 + 16]]) / 2.0
+    np.testing.assert_allclose(_np(losses.gram_matrix(features))[0], expected)
+
+
+def test_relative_error_is_scale_free():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(2, 4, 4, 8)).astype(np.float32)
+    pred = target + rng.normal(size=target.shape).astype(np.float32) * 0.1
+    small = _np(losses.relative_error(pred, target))
+    large = _np(losses.relative_error(pred * 1000, target * 1000))
+    np.testing.assert_allclose(small, large, rtol=1e-4)
+    np.testing.assert_allclose(_np(losses.relative_error(target, target)), 0.0, atol=1e-7)
+    np.testing.assert_allclose(_np(losses.relative_error(target * 0, target)), 1.0, rtol=1e-4)
+
+
+def test_total_variation():
+    flat = np.full((1, 8, 8, 3), 100.0, np.float32)
+    assert float(_np(losses.total_variation(flat))[0]) == 0.0
+    stripes = flat.copy()
+    stripes[:, :, ::2] = 0.0
+    assert float(_np(losses.total_variation(stripes))[0]) > 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"style_layers": {}},
+        {"content_layers": {"block4_conv2": -1.0}},
+        {"style_weight": -1.0},
+        {"tv_weight": -0.1},
+    ],
+)
+def test_loss_config_validation(kwargs):
+    with pytest.raises(ValueError):
+        losses.LossConfig(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    extractor = vgg.FeatureExtractor(losses.LossConfig().layers, "vgg16", weights=None)
+    return losses.PerceptualLoss(extractor)
+
+
+def test_identical_images_have_zero_content_and_style_loss(perceptual, photo):
+    batch = photo[None]
+    targets = perceptual.content_targets(batch)
+    grams = perceptual.style_targets([photo])
+    total, parts = perceptual(batch, targets, grams)
+    assert set(parts) == {"content_loss", "style_loss", "tv_loss"}
+    assert float(parts["content_loss"]) < 1e-6 and float(parts["style_loss"]) < 1e-6
+    assert float(total) == pytest.approx(float(parts["tv_loss"]) * perceptual.config.tv_weight)
+
+
+def test_losses_grow_with_distance(perceptual, photo, painting):
+    batch = photo[None]
+    targets = perceptual.content_targets(batch)
+    grams = perceptual.style_targets([photo])
+    near = perceptual.parts(np.clip(batch + 5, 0, 255), targets, grams)
+    far = perceptual.parts(painting[None, :40, :48], targets, grams)
+    assert float(near["content_loss"][0]) < float(far["content_loss"][0])
+    assert float(near["style_loss"][0]) < float(far["style_loss"][0])
+
+
+def test_style_targets_blend(perceptual, photo, painting):
+    single = perceptual.style_targets([painting])
+    doubled = perceptual.style_targets([painting, painting], [0.3, 0.7])
+    only_first = perceptual.style_targets([painting, photo], [1.0, 0.0])
+    for name in single:
+        np.testing.assert_allclose(_np(doubled[name]), _np(single[name]), rtol=1e-5)
+        np.testing.assert_allclose(_np(only_first[name]), _np(single[name]), rtol=1e-5)
+    with pytest.raises(ValueError, match="style weights"):
+        perceptual.style_targets([painting], [0.5, 0.5])
+    with pytest.raises(ValueError, match="non-negative"):
+        perceptual.style_targets([painting, photo], [-1.0, 2.0])
+
+
+def test_missing_layers_are_reported():
+    extractor = vgg.FeatureExtractor(["block1_conv1"], "vgg16", weights=None)
+    with pytest.raises(ValueError, match="does not expose"):
+        losses.PerceptualLoss(extractor)
+
+
+def test_gram_matrix_matches_the_einsum_definition():
+    features = np.random.RandomState(3).normal(size=(3, 5, 7, 4)).astype(np.float32)
+    expected = np.einsum("nhwc,nhwd->ncd", features, features) / (5 * 7)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(losses.gram_matrix(features)), expected, rtol=1e-5, atol=1e-6
+    )

@@ -1,0 +1,146 @@
+"""Tests for keras_style.train.data: folder and TFDS pipelines, odd image files, corrupt files."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from keras_style.core import images
+from keras_style.train import data
+
+
+def _write(path, mode="RGB", size=(40, 30), seed=0, **save_kwargs):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).convert(mode).save(path, **save_kwargs)
+    return path
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A folder tree with every colour layout the pipeline must accept, plus bad files."""
+    root = tmp_path / "photos"
+    _write(root / "rgb.jpg")
+    _write(root / "gray.jpg", mode="L", size=(20, 50))
+    _write(root / "cmyk.jpg", mode="CMYK")
+    _write(root / "nested" / "deeper" / "rgba.png", mode="RGBA", size=(12, 9))
+    _write(root / "nested" / "palette.PNG", mode="P")
+    good_jpeg = (root / "rgb.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 3])
+    (root / "not_an_image.png").write_bytes(b"hello, world")
+    (root / "notes.txt").write_text("not picked up: wrong suffix")
+    return root
+
+
+def test_lists_images_recursively_by_suffix(image_dir):
+    names = {p.name for p in images.list_image_files(image_dir)}
+    assert names == {
+        "rgb.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
+        "rgba.png",
+        "palette.PNG",
+        "truncated.jpg",
+        "not_an_image.png",
+    }
+
+
+def test_missing_or_empty_folder_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        images.list_image_files(tmp_path / "nope")
+    with pytest.raises(ValueError, match="No images"):
+        images.list_image_files(tmp_path)
+
+
+def test_corrupt_files_are_skipped_and_counted(image_dir):
+    dataset, info = data.image_folder_dataset(
+        image_dir, image_size=32, batch_size=5, shuffle=False, repeat=False, augment=False
+    )
+    assert info.num_examples == 5
+    assert sorted(p.name for p, _ in info.skipped) == ["not_an_image.png", "truncated.jpg"]
+    assert info.to_json()["num_skipped"] == 2
+    batches = list(dataset)
+    assert len(batches) == 1, "all five readable files, nothing dropped"
+    batch = batches[0].numpy()
+    assert batch.shape == (5, 32, 32, 3) and batch.dtype == np.float32
+    assert 0 <= batch.min() and batch.max() <= 255
+    # The grayscale file becomes three equal channels.
+    # Files come in sorted path order: cmyk, gray, rgba, palette, rgb.
+    gray = batch[1]
+    np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1.0)
+    assert not np.allclose(batch[0][..., 0], batch[0][..., 2], atol=1.0)
+
+
+def test_all_files_unreadable_is_a_value_error(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(ValueError, match="readable"):
+        data.image_folder_dataset(tmp_path, 32, 1)
+
+
+def test_decode_errors_that_pass_the_check_are_dropped_not_fatal(image_dir):
+    """validate='none' lets the bad files reach tf.data; they are dropped there."""
+    dataset, info = data.image_folder_dataset(
+        image_dir, 32, 1, shuffle=False, repeat=False, validate="none"
+    )
+    assert info.skipped == ()
+    assert len(list(dataset)) == 5
+
+
+def test_training_stream_repeats_with_random_crops_of_small_images(image_dir):
+    dataset, _ = data.image_folder_dataset(image_dir, image_size=48, batch_size=4, seed=3)
+    batches = [b.numpy() for b in dataset.take(6)]  # 24 crops from 5 files: several passes
+    assert all(b.shape == (4, 48, 48, 3) for b in batches)
+    stacked = np.concatenate(batches)
+    assert len({x.tobytes() for x in stacked}) > 5, "crops and flips vary between passes"
+
+
+def test_resize_short_side_upscales_and_keeps_aspect():
+    image = tf.zeros((25, 47, 3), tf.uint8)
+    out = data.resize_short_side(image, 64)
+    assert tuple(out.shape) == (64, 121, 3)
+    out = data.resize_short_side(tf.zeros((300, 200, 3), tf.uint8), 100)
+    assert tuple(out.shape) == (150, 100, 3)
+
+
+@pytest.mark.parametrize("kwargs", [{"image_size": 0}, {"batch_size": 0}, {"image_size": 8}])
+def test_bad_sizes_are_value_errors(image_dir, kwargs):
+    with pytest.raises(ValueError):
+        data.image_folder_dataset(image_dir, **kwargs)
+
+
+def test_bad_validate_mode_is_a_value_error(image_dir):
+    with pytest.raises(ValueError, match="validate"):
+        data.image_folder_dataset(image_dir, validate="maybe")
+
+
+def test_tfds_coco_pipeline_on_mock_data():
+    """Mock COCO images are 25-47 px: they must be upscaled before the 64 px crops."""
+    with tfds.testing.mock_data(num_examples=6):
+        dataset, info = data.tfds_dataset("coco/2017", image_size=64, batch_size=4, seed=0)
+        batches = [b.numpy() for b in dataset.take(3)]  # 12 crops from 6 examples: repeats
+    assert info.source == "coco/2017"
+    assert all(b.shape == (4, 64, 64, 3) and b.dtype == np.float32 for b in batches)
+    assert all(0 <= b.min() and b.max() <= 255 for b in batches)
+    assert np.std(np.concatenate(batches)) > 10, "real (mock) pixels, not a constant"
+
+
+def test_tfds_unknown_image_feature_is_a_value_error():
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(ValueError, match="feature"):
+            data.tfds_dataset("coco/2017", image_key="picture", image_size=32, batch_size=1)
+
+
+def test_content_dataset_prefers_the_folder(image_dir):
+    _, info = data.content_dataset(image_dir=image_dir, image_size=32, batch_size=2)
+    assert info.source == str(image_dir)
+    with pytest.raises(ValueError, match="folder"):
+        data.content_dataset(image_dir=None, dataset="")
+
+
+def test_sample_images_are_central_crops(image_dir):
+    samples = data.sample_images(image_dir, image_size=24, count=3)
+    assert samples.shape == (3, 24, 24, 3)
+    again = data.sample_images(image_dir, image_size=24, count=3)
+    np.testing.assert_array_equal(samples, again)

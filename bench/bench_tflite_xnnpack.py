@@ -296,9 +296,9 @@ def main(argv):
     report["checks"] = [{"target": d, "value": v, "passed": bool(p)} for d, v, p in _checks(report)]
     for check in report["checks"]:
         print(f"[{'PASS' if check['passed'] else 'FAIL'}] {check['target']}: {check['value']}")
-    from keras_style.export import verify as export_verify
+    from keras_style.core import jsonio
 
-    export_verify.write_json(report, Path(_OUT.value))
+    jsonio.write_json(Path(_OUT.value), report)
     print(f"written {_OUT.value}")
 
 

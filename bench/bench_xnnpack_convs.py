@@ -63,7 +63,6 @@ def main(argv):
     from ai_edge_litert.interpreter import Interpreter
 
     from keras_style.export import delegate as export_delegate
-    from keras_style.export import verify as export_verify
 
     models = {"float32": _convert(False), "int8": _convert(True)}
     flops = 2 * LAYERS * SIDE * SIDE * 9 * CHANNELS * CHANNELS
@@ -98,7 +97,9 @@ def main(argv):
         print(threads, "thread(s):", json.dumps(report["threads"][str(threads)]))
     report["load_average_end"] = os.getloadavg()
     if _OUT.value:
-        export_verify.write_json(report, Path(_OUT.value))
+        from keras_style.core import jsonio
+
+        jsonio.write_json(Path(_OUT.value), report)
         print(f"written {_OUT.value}")
 
 

@@ -4,7 +4,8 @@ A figure in `docs/` must come from a committed JSON file written by the bench
 command the page names; `environment()` records what that figure depends on
 (the command line, the CPU model and vector flags, the core count, the load
 average when the benchmark started and the package versions) and `write_json`
-writes the report atomically (a killed benchmark leaves no half file).
+writes the report atomically through `keras_style.core.jsonio` (a killed benchmark leaves
+no half file).
 
     from bench_report import environment, write_json
 
@@ -13,13 +14,10 @@ writes the report atomically (a killed benchmark leaves no half file).
 """
 
 import importlib.metadata
-import json
-import math
 import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -71,30 +69,16 @@ def environment():
     }
 
 
-def _finite(value):
-    """`value` with non-finite floats as null, so the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(report, path):
-    """Writes `report` (with the load average at the end added) to `path` atomically."""
-    path = Path(path)
+    """Writes `report` (with the load average at the end added) to `path` atomically.
+
+    Non-finite numbers become null (`keras_style.core.jsonio`, as every report of the package).
+    """
+    from keras_style.core import jsonio
+
     report = dict(report)
     report.setdefault("environment", {})["load_average_end"] = list(os.getloadavg())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(_finite(report), indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    jsonio.write_json(path, report)
     print(f"wrote {path}", flush=True)
-    return path
+    return Path(path)

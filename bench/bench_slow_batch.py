@@ -47,7 +47,9 @@ def main():
     from bench_report import environment, write_json
 
     report = {"environment": environment(), "size": args.size, "iterations": args.iterations}
-    from keras_style import images, stylized_dataset
+    from keras_style.core import images
+    from keras_style.distill.generator import PairGenerator
+    from keras_style.distill.recipe import SlowRecipe
 
     files = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".png"))
     files = files[:: max(1, len(files) // args.num_photos)][: args.num_photos]
@@ -55,7 +57,7 @@ def main():
     report |= {"photos": [name for name, _ in items], "rounds": args.rounds}
 
     def generator(batch_size):
-        recipe = stylized_dataset.SlowRecipe(
+        recipe = SlowRecipe(
             style_files=[args.style],
             image_size=args.size,
             backbone="vgg16",
@@ -64,7 +66,7 @@ def main():
             | {"init": "content"},
             batch_size=batch_size,
         )
-        return stylized_dataset.PairGenerator(recipe)
+        return PairGenerator(recipe)
 
     generators = {b: generator(b) for b in args.batch_sizes}
     report["precision"] = generators[args.batch_sizes[0]].recipe.precision

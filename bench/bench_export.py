@@ -1,7 +1,8 @@
 """Benchmarks the TFLite export of a model.keras and prints every figure the export targets ask for.
 
     python bench/bench_export.py --model runs/starry/model.keras \
-        --photos ../shared/data/photos --sizes 256,384,512 [--out /tmp/bench_export]
+        --photos ../shared/data/photos --sizes 256,384,512 [--out /tmp/bench_export] \
+        [--json_out PATH.json]
 
 Exports every quantization (dynamic-size) plus the fixed-size GPU models,
 verifies them in LiteRT and prints: file sizes, PSNR/SSIM against the float32
@@ -24,6 +25,7 @@ _SIZES = flags.DEFINE_list("sizes", ["256", "384", "512"], "Sizes to verify and 
 _OUT = flags.DEFINE_string("out", None, "Keep the export here (default: a temporary folder).")
 _NUM_TEST = flags.DEFINE_integer("num_test_photos", 8, "Test photos per size.")
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs per latency figure (median).")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the report and machine to this JSON.")
 _QUANT = flags.DEFINE_list(
     "quantization", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "Quantizations."
 )
@@ -46,8 +48,11 @@ def _print_figures(report):
 
 def main(argv):
     del argv
+    from bench_report import environment, write_json
+
     from keras_style.export import tflite as export
 
+    machine = environment()
     sizes = [int(s) for s in _SIZES.value]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,6 +68,8 @@ def main(argv):
             log=lambda message: print(f"[{time.perf_counter() - start:6.1f}s] {message}"),
         )
         _print_figures(report)
+    if _JSON_OUT.value:
+        write_json({"environment": machine, "report": report}, _JSON_OUT.value)
     print(f"\nTotal {time.perf_counter() - start:.0f} s")
 
 

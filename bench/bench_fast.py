@@ -20,7 +20,7 @@ The issue's target: the same architecture in PyTorch eager took 497 ms at
 line says PASS or FAIL for the fastest variant's median wall time.
 
     python bench/bench_fast.py [--runs 5] [--width 1.0] [--train_steps 3]
-        [--weights PATH] [--photos DIR] [--num_photos 8]
+        [--weights PATH] [--photos DIR] [--num_photos 8] [--out PATH.json]
 
 Other jobs on the machine inflate wall times: the load average is printed
 with the figures; compare variants within one run, and judge the target on a
@@ -106,16 +106,21 @@ def variants(net):
     return calls
 
 
-def bench_inference(calls, runs):
-    """Prints the timings; returns {(size, variant): median wall seconds}."""
+def bench_inference(calls, runs, report=None):
+    """Prints the timings (and appends them to `report`); returns {(size, variant): median s}."""
     rng = np.random.default_rng(0)
     medians = {}
+    report = [] if report is None else report
     for size, (h, w) in SIZES.items():
         x = rng.uniform(0, 255, (1, h, w, 3)).astype(np.float32)
         count = LARGE_RUNS if h * w > 1024 * 1024 else runs
         for name, call in calls.items():
             median, best, cpu = _time(lambda x=x, call=call: call(x), count)
             medians[size, name] = median
+            report.append(
+                {"size": size, "variant": name, "runs": count, "median_ms": median * 1e3}
+                | {"min_ms": best * 1e3, "median_cpu_ms": cpu * 1e3}
+            )
             print(
                 f"inference {size:>9} {name:>8}: median {median * 1e3:7.1f} ms  "
                 f"min {best * 1e3:7.1f} ms  cpu {cpu * 1e3:7.1f} ms",
@@ -124,8 +129,9 @@ def bench_inference(calls, runs):
     return medians
 
 
-def bench_quality(calls, photos_dir, num_photos):
+def bench_quality(calls, photos_dir, num_photos, report=None):
     """Prints PSNR / SSIM / max difference of each variant against `keras` on real photos."""
+    report = {} if report is None else report
     from keras_style.core import images, metrics
 
     files = sorted(p for p in Path(photos_dir).iterdir() if p.suffix.lower() in (".jpg", ".png"))
@@ -140,6 +146,9 @@ def bench_quality(calls, photos_dir, num_photos):
         psnr = [metrics.psnr(o, r) for o, r in zip(outs, reference, strict=True)]
         ssim = [metrics.ssim(o, r) for o, r in zip(outs, reference, strict=True)]
         worst = max(float(np.abs(o - r).max()) for o, r in zip(outs, reference, strict=True))
+        report[name] = {"photos": [f.name for f in files], "psnr_mean": float(np.mean(psnr))}
+        report[name] |= {"psnr_min": float(np.min(psnr)), "ssim_mean": float(np.mean(ssim))}
+        report[name] |= {"ssim_min": float(np.min(ssim)), "max_abs_diff": worst}
         print(
             f"quality {name:>8} vs keras float32 on {len(photos)} photos: "
             f"PSNR mean {np.mean(psnr):.1f} dB (min {np.min(psnr):.1f}), "
@@ -171,6 +180,7 @@ def bench_training(width, steps):
         f"= {1 / per_step:.2f} steps/s",
         flush=True,
     )
+    return per_step
 
 
 def report_target(medians, load):
@@ -190,6 +200,10 @@ def report_target(medians, load):
         f"{verdict}: {TARGET_SIZE} {name} median {seconds * 1e3:.1f} ms, target <= {TARGET_MS:.0f} "
         f"ms (half of PyTorch eager's 497 ms){note}"
     )
+    return {"size": TARGET_SIZE, "variant": name, "median_ms": seconds * 1e3} | {
+        "target_ms": TARGET_MS,
+        "verdict": verdict,
+    }
 
 
 def main():
@@ -202,7 +216,11 @@ def main():
     )
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="photos for the quality")
     parser.add_argument("--num_photos", type=int, default=8, help="photos for the quality")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    from bench_report import environment, write_json
+
+    report = {"environment": environment(), "inference": [], "quality": {}}
 
     weights = {"auto": newest_checkpoint(), "none": None}.get(args.weights, args.weights)
     load = os.getloadavg()[0]  # before this benchmark adds its own
@@ -211,13 +229,22 @@ def main():
         f"weights {weights or 'random (no checkpoint found: quality figures are indicative)'}",
         flush=True,
     )
-    calls = variants(load_network(args.width, weights))
-    medians = bench_inference(calls, args.runs)
+    net = load_network(args.width, weights)
+    calls = variants(net)
+    from keras_style.fast.stylizer import FastStylizer
+
+    report |= {"width": args.width, "weights": weights, "large_runs": LARGE_RUNS}
+    report["auto_precision"] = FastStylizer(net).precision  # what FastStylizer() runs here
+    medians = bench_inference(calls, args.runs, report["inference"])
     if args.num_photos:
-        bench_quality(calls, args.photos, args.num_photos)
+        bench_quality(calls, args.photos, args.num_photos, report["quality"])
     if args.train_steps:
-        bench_training(args.width, args.train_steps)
-    report_target(medians, load)
+        seconds = bench_training(args.width, args.train_steps)
+        report["training"] = {"image_size": 256, "batch_size": 4, "steps": args.train_steps}
+        report["training"] |= {"seconds_per_step": seconds}
+    report["target"] = report_target(medians, load)
+    if args.out:
+        write_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from a downscaled copy) and prints:
 - a PNG crop around a corner where four tiles meet (for the docs).
 
     python bench/bench_tiling.py --model runs/starry_night/model.keras \\
-        [--size 8000] [--photo PATH] [--crop_out docs/fast_tiling_crop.png]
+        [--size 8000] [--photo PATH] [--crop_out docs/fast_tiling_crop.png] [--out PATH.json]
 """
 
 import argparse
@@ -38,6 +38,7 @@ def parse_args():
     p.add_argument("--size", type=int, default=8000, help="long side of the test image")
     p.add_argument("--precision", default="auto")
     p.add_argument("--crop_out", default=None, help="PNG of a tile-corner crop")
+    p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     return p.parse_args()
 
 
@@ -60,6 +61,9 @@ def seam_score(image, centres, axis):
 
 def main():
     args = parse_args()
+    from bench_report import environment, write_json
+
+    report = {"environment": environment(), "model": args.model, "photo": Path(args.photo).name}
     photo = images.load_image(args.photo)
     big = images.resize(photo, images.fit_size(photo.shape, long_side=args.size))
     stylizer = fast.FastStylizer(args.model, precision=args.precision)
@@ -79,11 +83,19 @@ def main():
         f"seam score columns {seam_score(out, cols, 1):.3f}, rows {seam_score(out, rows, 0):.3f} "
         "(1.0 = blend zones like the rest)"
     )
+    report |= {"width": width, "height": height, "megapixels": megapixels}
+    report |= {"precision": stylizer.precision, "tile_size": fast.DEFAULT_TILE_SIZE}
+    report |= {"overlap": 64, "tiles": [len(rows) + 1, len(cols) + 1], "seconds": seconds}
+    report |= {"peak_rss_gib": peak, "seam_score_columns": seam_score(out, cols, 1)}
+    report |= {"seam_score_rows": seam_score(out, rows, 0)}
     if args.crop_out and rows and cols:
         r, c = rows[len(rows) // 2], cols[len(cols) // 2]
         crop = out[max(0, r - 256) : r + 256, max(0, c - 256) : c + 256]
         images.save_image(crop, args.crop_out)
         print(f"wrote {args.crop_out} (512 px around the corner of 4 tiles: row {r}, col {c})")
+        report["crop"] = {"path": args.crop_out, "row": r, "col": c}
+    if args.out:
+        write_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_video.py [--frames 8] [--batch-size 4] [--sizes 640x480,1280x720]
-        [--style udnie]
+        [--style udnie] [--out PATH.json]
 
 Speed uses a full-width TransformerNet (untrained weights: the same arithmetic
 as a trained one), or a bundled style with `--style NAME`, on the TensorFlow
@@ -85,11 +85,18 @@ def main():
     parser.add_argument(
         "--style", help="a bundled style (its width and weights) instead of a random full-width net"
     )
+    parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    from bench_report import environment, write_json
+
+    report = {"environment": environment(), "frames": args.frames, "speed": [], "flicker": {}}
+    report["batch_size"] = args.batch_size
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPUs")
     keras.utils.set_random_seed(0)
     net = styles.load_style(args.style) if args.style else TransformerNet(width=1.0)
     print(f"network: {args.style or 'random weights'}, width {net.width}")
+    report["network"] = {"style": args.style or "random weights", "width": net.width}
+    report["network"]["precision"] = fast.FastStylizer(net).precision  # what stylize_video runs
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for size in args.sizes.split(","):
@@ -104,15 +111,23 @@ def main():
                 f"{size}: network {alone:.2f} frames/s, stylize_video {full:.2f} frames/s "
                 f"(batch {args.batch_size}, {args.frames} frames)"
             )
+            report["speed"].append(
+                {"size": size, "network_fps": alone, "stylize_video_fps": full},
+            )
         clip = folder / "flicker.mp4"
         make_clip(clip, 160, 120, 24)
         before, after = flicker_pair(clip, folder, noisy_stylizer)
         print(f"flicker, noisy stylizer 160x120: {before:.2f} -> {after:.2f} with smoothing 0.7")
+        report["flicker"]["noisy_stylizer"] = {"smoothing_0": before, "smoothing_0.7": after}
         make_clip(clip, 160, 120, 24, noise=6)
         before, after = flicker_pair(clip, folder, lambda: net)
         print(
             f"flicker, TransformerNet, noisy input: {before:.2f} -> {after:.2f} with smoothing 0.7"
         )
+        report["flicker"]["network_noisy_input"] = {"smoothing_0": before, "smoothing_0.7": after}
+        report["flicker"]["clip"] = "160x120, 24 frames"
+    if args.out:
+        write_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -154,7 +154,8 @@ def test_report_and_model_cards(tflite_dir):
         assert set(variant["latency_ms"]["2"]) == {str(s) for s in sizes}
         floor, ssim_floor = FLOORS[variant["name"].split("_")[0]]  # see test_dynamic_...
         figures = (variant["name"], variant["psnr"], variant["ssim"])
-        assert variant["psnr"] > floor and ssim_floor < variant["ssim"] <= 1.0, figures
+        # SSIM of identical-up-to-rounding outputs can exceed 1 by float rounding.
+        assert variant["psnr"] > floor and ssim_floor < variant["ssim"] <= 1.0 + 1e-6, figures
         card = json.loads((tflite_dir / variant["card"]).read_text())
         assert card["style_name"] == "tiny" and card["training_config"]["steps"] == 0
         assert card["input"]["name"] == "image" and card["output"]["name"] == "stylized"

@@ -17,6 +17,17 @@ VERSION = re.search(r'__version__ = "([^"]+)"', Path("keras_style/__init__.py").
 # pyarrow 25 (all inside TF 2.21's and TFDS's ranges).
 BEAM = ["apache-beam>=2.74,<3"]
 
+# training/plot_curve.py (keras_style.quality.curves). TensorFlow 2.21 does not
+# install TensorBoard. tensorboard 2.21 takes protobuf>=6.31.1,<8, so pip keeps
+# the protobuf 6.33 that TF 2.21 (>=6.31.1) and Beam (<7) resolve to (checked with
+# `pip install --dry-run`: no protobuf change).
+PLOTS = [
+    # Draws the training-curve PNG (Agg backend: no display needed).
+    "matplotlib",
+    # TensorBoard's own event-file reader for the scalars the trainer writes.
+    "tensorboard",
+]
+
 setup(
     name="keras-style",
     version=VERSION,
@@ -66,6 +77,8 @@ setup(
             # (tests/distill/test_dataset.py::test_tfds_builder_on_beam fails
             # rather than skips in CI when Beam is missing).
             *BEAM,
+            # The plots extra: tests/quality/test_curves.py draws and reads curves.
+            *PLOTS,
         ],
         # `keras-style serve`: Starlette is a small, maintained ASGI framework whose
         # routing, static files (path-safe) and multipart parsing (python-multipart)
@@ -76,6 +89,8 @@ setup(
         "video": ["imageio", "imageio-ffmpeg", "scipy"],
         # Building the stylized dataset through TFDS on Apache Beam.
         "beam": BEAM,
+        # `python -m training.plot_curve`: training curves as PNG/CSV for the docs.
+        "plots": PLOTS,
     },
     entry_points={"console_scripts": ["keras-style=keras_style.cli:main"]},
 )

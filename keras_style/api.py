@@ -19,6 +19,7 @@ from keras_style.core import images as image_lib
 from keras_style.core import losses
 from keras_style.fast import styles
 from keras_style.slow import cache, optimize
+from keras_style.slow.options import DEFAULTS as _SLOW
 
 
 def _as_list(style):
@@ -35,16 +36,16 @@ def stylize(
     *,
     model=None,
     style_weights=None,
-    size=512,
+    size=_SLOW.size,
     iterations=None,
-    optimizer="lbfgs",
-    learning_rate=5.0,
-    init="color_matched",
-    seed=None,
-    style_scale=1.0,
-    multiscale=True,
-    tile_size=1024,
-    preserve_color=False,
+    optimizer=_SLOW.optimizer,
+    learning_rate=_SLOW.learning_rate,
+    init=_SLOW.init,
+    seed=_SLOW.seed,
+    style_scale=_SLOW.style_scale,
+    multiscale=_SLOW.multiscale,
+    tile_size=_SLOW.tile_size,
+    preserve_color=_SLOW.preserve_color,
     strength=1.0,
     max_size=None,
     precision="auto",

@@ -9,6 +9,8 @@ import os
 import sys
 
 from keras_style.core import process
+from keras_style.slow.options import DEFAULTS as SLOW
+from keras_style.slow.options import OPTIMIZERS
 
 
 def _csv_floats(text):
@@ -41,23 +43,29 @@ def _add_stylize(subparsers):
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp)")
     p.add_argument("--model", help="trained fast network (.keras) instead of paintings")
     p.add_argument("--style", dest="style_name", help="bundled pretrained style name")
-    p.add_argument("--size", type=int, default=512, help="output long side in pixels (slow path)")
+    p.add_argument(
+        "--size", type=int, default=SLOW.size, help="output long side in pixels (slow path)"
+    )
     p.add_argument("--iterations", type=int, help="iterations per pyramid level (slow path)")
-    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
-    p.add_argument("--learning-rate", type=float, default=5.0, help="Adam step (pixels)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=SLOW.optimizer)
+    p.add_argument(
+        "--learning-rate", type=float, default=SLOW.learning_rate, help="Adam step (pixels)"
+    )
     p.add_argument(
         "--init",
-        default="color_matched",
+        default=SLOW.init,
         help="color_matched (the photo in the painting's colours), content, noise, or an image",
     )
     p.add_argument("--seed", type=int, help="seed for noise initialisation")
     p.add_argument("--style-weights", type=_csv_floats, help="blend weights, e.g. 0.7,0.3")
-    p.add_argument("--style-scale", type=float, default=1.0, help="style feature size factor")
+    p.add_argument(
+        "--style-scale", type=float, default=SLOW.style_scale, help="style feature size factor"
+    )
     p.add_argument("--no-multiscale", action="store_true", help="optimise at full size only")
     p.add_argument(
         "--tile-size",
         type=_tile_size,
-        default=1024,
+        default=SLOW.tile_size,
         help="compute the loss in tiles of about this many pixels above it (bounded memory; "
         "0: never tile)",
     )

@@ -365,3 +365,37 @@ def test_python_overwrite_input(tmp_path, photo_file, painting_file, vgg16_weigh
         photo_file, painting_file, output=painting_file, overwrite_input=True, **slow
     )
     assert painting_file.read_bytes() != painting_before
+
+
+def test_optimize_config_defaults_are_the_cli_and_api_defaults():
+    """`keras-style stylize` flags and `stylize()` keywords default to `OptimizeConfig`'s fields."""
+    import dataclasses
+    import inspect
+
+    from keras_style import api
+    from keras_style.slow import optimize
+    from keras_style.slow.options import OptimizeConfig
+
+    assert optimize.OptimizeConfig is OptimizeConfig  # one option group, two import paths
+    args = cli.build_parser().parse_args(["stylize", "photo.jpg", "painting.jpg", "-o", "o.png"])
+    from_cli = {
+        "size": args.size,
+        "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate,
+        "init": args.init,
+        "seed": args.seed,
+        "style_scale": args.style_scale,
+        "multiscale": not args.no_multiscale,
+        "tile_size": args.tile_size,
+        "preserve_color": args.preserve_color,
+    }
+    signature = inspect.signature(api.stylize).parameters
+    for field in dataclasses.fields(OptimizeConfig):
+        if field.name == "iterations":  # None in both: 130 for L-BFGS, 300 for Adam
+            assert args.iterations is None and signature["iterations"].default is None
+            continue
+        assert from_cli[field.name] == field.default, field.name
+        assert signature[field.name].default == field.default, field.name
+        assert signature[field.name].kind is inspect.Parameter.KEYWORD_ONLY
+    # The slow path still forwards every field it took before, by its keyword.
+    assert set(api._slow_options()) >= {f.name for f in dataclasses.fields(OptimizeConfig)}

@@ -9,6 +9,7 @@ size, quality and speed. The output folder is replaced atomically
 (`staging`); `saved_model` is the TensorFlow Serving export.
 """
 
+import dataclasses
 import os
 import platform
 from pathlib import Path
@@ -72,44 +73,19 @@ def _photo_sets(calibration_dir, test_dir, num_calibration, min_calibration, num
     return calibration, test
 
 
-def _validate(quantizations, sizes, int8_io, threads, runs, num_test_photos):
-    quantizations = export_convert.validate_quantizations(quantizations)
-    sizes = export_convert.validate_sizes(sizes)
-    if int8_io not in export_convert.INT8_IO_TYPES:
-        raise ValueError(f"int8_io must be one of {export_convert.INT8_IO_TYPES}; got {int8_io!r}")
-    if not threads or any(int(t) < 1 for t in threads):
-        raise ValueError(f"threads must be positive integers; got {threads!r}")
-    if int(runs) < 1 or int(num_test_photos) < 0:
-        raise ValueError("runs must be >= 1 and num_test_photos >= 0")
-    return quantizations, sizes, tuple(int(t) for t in threads)
+def _option(default, help_text):
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
-def export_tflite(
-    model,
-    out_dir,
-    quantizations=QUANTIZATIONS,
-    sizes=DEFAULT_SIZES,
-    calibration_dir=None,
-    num_calibration=MIN_CALIBRATION_PHOTOS,
-    min_calibration=MIN_CALIBRATION_PHOTOS,
-    calibration_size=256,
-    int8_io="float32",
-    test_dir=None,
-    num_test_photos=4,
-    threads=(1, 2),
-    runs=5,
-    style_name=None,
-    training_config=None,
-    log=None,
-    quantization_recipe=True,
-    int8_float_blocks=export_convert.INT8_FLOAT_BLOCKS,
-    xnnpack_graph=True,
-):
-    """Converts, checks, verifies and describes every requested TFLite variant.
+@dataclasses.dataclass(frozen=True)
+class TFLiteOptions:
+    """What `export_tflite` converts, how it calibrates, and how it verifies and times.
 
-    Args:
-        model: a Keras network, the path of a .keras file, or a bundled style name.
-        out_dir: folder to create (or a previous TFLite export to replace).
+    The fields are validated and normalized on construction (lists become
+    sorted tuples); `export.convert_tflite` takes its flags' defaults and help
+    from `dataclasses.fields(TFLiteOptions)`, so the two cannot drift.
+
+    Attributes:
         quantizations: modes from `QUANTIZATIONS`; each gets a dynamic-size model.
         sizes: square sides of the fixed-size GPU models (float32/float16) and
             the sizes at which every model is verified and timed.
@@ -124,8 +100,6 @@ def export_tflite(
         num_test_photos: test photos per size; 0 skips quality checks.
         threads: LiteRT thread counts to time.
         runs: timed runs per latency figure (median kept).
-        style_name, training_config: model-card metadata (see `describe_model`).
-        log: optional callable taking a progress message.
         quantization_recipe: prepare `int8` with the float-equivalent rewrite
             and keep its output head in float (see
             `export_convert.prepare_for_quantization`); False converts the
@@ -140,73 +114,166 @@ def export_tflite(
             it is (the export before that rewrite). Each variant's `xnnpack`
             entry in the report gives its partitions and the operators outside.
 
+    Raises:
+        ValueError: on an unknown quantization or I/O type, bad sizes, threads,
+            runs or photo counts.
+    """
+
+    quantizations: tuple = _option(
+        QUANTIZATIONS, "Quantizations: float32, float16, dynamic_int8, int8, int16x8."
+    )
+    sizes: tuple = _option(DEFAULT_SIZES, "Fixed sizes (GPU models, timing).")
+    calibration_dir: str | None = _option(None, "Photos for int8/int16x8 calibration.")
+    num_calibration: int = _option(MIN_CALIBRATION_PHOTOS, "Calibration photos to use.")
+    min_calibration: int = _option(MIN_CALIBRATION_PHOTOS, "Fewest calibration photos accepted.")
+    calibration_size: int = _option(256, "Square side of the calibration photos.")
+    int8_io: str = _option("float32", "int8 model I/O type.")
+    test_dir: str | None = _option(None, "Test photos (default: --calibration_dir).")
+    num_test_photos: int = _option(4, "Test photos per size (0: no quality check).")
+    threads: tuple = _option((1, 2), "LiteRT thread counts to time.")
+    runs: int = _option(5, "Timed runs per latency figure (median).")
+    quantization_recipe: bool = _option(
+        True, "Rewrite int8 into a float-equivalent form and keep its head in float."
+    )
+    int8_float_blocks: int = _option(
+        export_convert.INT8_FLOAT_BLOCKS,
+        "Conv blocks before the output head that the int8 model keeps in float (0: head only).",
+    )
+    xnnpack_graph: bool = _option(True, "Convert the XNNPACK form of the network.")
+
+    def __post_init__(self):
+        quantizations = export_convert.validate_quantizations(self.quantizations)
+        sizes = export_convert.validate_sizes(self.sizes)
+        if self.int8_io not in export_convert.INT8_IO_TYPES:
+            raise ValueError(
+                f"int8_io must be one of {export_convert.INT8_IO_TYPES}; got {self.int8_io!r}"
+            )
+        threads = self.threads
+        if not threads or any(int(t) < 1 for t in threads):
+            raise ValueError(f"threads must be positive integers; got {threads!r}")
+        if int(self.runs) < 1 or int(self.num_test_photos) < 0:
+            raise ValueError("runs must be >= 1 and num_test_photos >= 0")
+        if int(self.int8_float_blocks) < 0:
+            raise ValueError(f"int8_float_blocks must be >= 0; got {self.int8_float_blocks!r}")
+        object.__setattr__(self, "quantizations", quantizations)
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "threads", tuple(int(t) for t in threads))
+
+    @classmethod
+    def from_kwargs(cls, options=None, **kwargs):
+        """`options` (default: all defaults) with the keyword arguments given replacing fields.
+
+        Raises:
+            TypeError: naming the keywords that are not fields, or if `options`
+                is not a `TFLiteOptions`.
+        """
+        if options is None:
+            options = cls()
+        elif not isinstance(options, cls):
+            raise TypeError(f"options must be a TFLiteOptions; got {type(options).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"export_tflite() got unexpected keyword arguments: {unknown}")
+        return dataclasses.replace(options, **kwargs) if kwargs else options
+
+
+def export_tflite(
+    model,
+    out_dir,
+    options=None,
+    *,
+    style_name=None,
+    training_config=None,
+    log=None,
+    **option_kwargs,
+):
+    """Converts, checks, verifies and describes every requested TFLite variant.
+
+    Args:
+        model: a Keras network, the path of a .keras file, or a bundled style name.
+        out_dir: folder to create (or a previous TFLite export to replace).
+        options: a `TFLiteOptions` (default: its defaults).
+        style_name, training_config: model-card metadata (see `describe_model`).
+        log: optional callable taking a progress message.
+        **option_kwargs: fields of `TFLiteOptions` (`quantizations=`, `sizes=`,
+            `calibration_dir=`, ...) replacing those of `options`: the
+            keyword form of the earlier signature.
+
     Returns:
         The report dict also written to `out_dir/report.json` (and `report.md`).
 
     Raises:
+        TypeError: on a keyword that is not a `TFLiteOptions` field.
         ValueError: on bad arguments, missing files or too few photos.
         ExportError: if a model has non-builtin operators, a fixed-size float
             model fails the GPU-delegate check, or conversion fails.
     """
     log = log or (lambda message: None)
     check_model_file(model)
-    quantizations, sizes, threads = _validate(
-        quantizations, sizes, int8_io, threads, runs, num_test_photos
-    )
+    opts = TFLiteOptions.from_kwargs(options, **option_kwargs)
     check_out_dir(out_dir, _TFLITE_MARKER)
-    needs_cal = any(q in export_convert.CALIBRATED for q in quantizations)
     cal_files, test_files = _photo_sets(
-        calibration_dir,
-        test_dir,
-        num_calibration,
-        min_calibration,
-        num_test_photos,
-        needs_cal,
+        opts.calibration_dir,
+        opts.test_dir,
+        opts.num_calibration,
+        opts.min_calibration,
+        opts.num_test_photos,
+        any(q in export_convert.CALIBRATED for q in opts.quantizations),
     )
     model, source, bundled_config = as_model(model)
     training_config = training_config if training_config is not None else bundled_config
     metadata = describe_model(model, source, style_name, training_config)
-    calibration = export_convert.load_photos(cal_files, calibration_size) if cal_files else None
-    photos, reference = _test_data(model, test_files, sizes)
-    report = _report_header(metadata, quantizations, sizes, threads, cal_files, test_files, int8_io)
+    calibration = (
+        export_convert.load_photos(cal_files, opts.calibration_size) if cal_files else None
+    )
+    photos, reference = _test_data(model, test_files, opts.sizes)
+    report = _report_header(metadata, opts, cal_files, test_files)
     with staged_dir(out_dir, _TFLITE_MARKER) as tmp:
-        for quantization, size in _variants(quantizations, sizes):
-            log(f"converting {variant_name(quantization, size)}")
-            content, recipe = export_convert.convert_model_with_recipe(
-                model,
-                quantization,
-                size,
-                calibration,
-                int8_io,
-                rewrite=quantization_recipe,
-                float_blocks=int8_float_blocks,
-                xnnpack=xnnpack_graph,
+        for quantization, size in _variants(opts.quantizations, opts.sizes):
+            entry = _export_variant(
+                tmp, model, quantization, size, calibration, opts, metadata, log
             )
-            shape = export_delegate.test_shape(size, min(sizes))
-            entry = _write_variant(
-                tmp, content, quantization, size, int8_io, metadata, recipe, shape
-            )
-            log(f"{entry['name']}: {export_delegate.summary(entry['xnnpack'])}")
             if photos:
                 log(f"verifying {entry['name']}")
-                chosen = sizes if size is None else (size,)
-                entry.update(
-                    export_verify.verify_tflite(
-                        tmp / entry["file"],
-                        {s: photos[s] for s in chosen},
-                        reference,
-                        threads,
-                        runs,
-                    )
-                )
+                entry.update(_verify_variant(tmp / entry["file"], size, photos, reference, opts))
             report["variants"].append(entry)
         _add_size_ratios(report["variants"])
         log("timing the TensorFlow float32 model")
         report["tensorflow_float32_ms"] = {
-            str(s): export_verify.tensorflow_latency_ms(model, s, runs) for s in sizes
+            str(s): export_verify.tensorflow_latency_ms(model, s, opts.runs) for s in opts.sizes
         }
         export_verify.write_report(report, tmp)
     return report
+
+
+def _export_variant(folder, model, quantization, size, calibration, opts, metadata, log):
+    """Converts one variant, writes it and its card into `folder`; returns its report entry."""
+    log(f"converting {variant_name(quantization, size)}")
+    content, recipe = export_convert.convert_model_with_recipe(
+        model,
+        quantization,
+        size,
+        calibration,
+        opts.int8_io,
+        rewrite=opts.quantization_recipe,
+        float_blocks=opts.int8_float_blocks,
+        xnnpack=opts.xnnpack_graph,
+    )
+    shape = export_delegate.test_shape(size, min(opts.sizes))
+    entry = _write_variant(
+        folder, content, quantization, size, opts.int8_io, metadata, recipe, shape
+    )
+    log(f"{entry['name']}: {export_delegate.summary(entry['xnnpack'])}")
+    return entry
+
+
+def _verify_variant(path, size, photos, reference, opts):
+    """Quality and latency of one file: at every size when dynamic, else at its own."""
+    chosen = opts.sizes if size is None else (size,)
+    return export_verify.verify_tflite(
+        path, {s: photos[s] for s in chosen}, reference, opts.threads, opts.runs
+    )
 
 
 def _test_data(model, files, sizes):
@@ -217,13 +284,13 @@ def _test_data(model, files, sizes):
     return photos, reference
 
 
-def _report_header(metadata, quantizations, sizes, threads, cal_files, test_files, int8_io):
+def _report_header(metadata, opts, cal_files, test_files):
     return {
         **metadata,
-        "quantizations": list(quantizations),
-        "sizes": list(sizes),
-        "threads": list(threads),
-        "int8_io": int8_io,
+        "quantizations": list(opts.quantizations),
+        "sizes": list(opts.sizes),
+        "threads": list(opts.threads),
+        "int8_io": opts.int8_io,
         "num_calibration_photos": len(cal_files),
         "num_test_photos": len(test_files),
         "test_photos": [Path(f).name for f in test_files],

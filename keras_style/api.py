@@ -92,8 +92,9 @@ def stylize(
         preserve_color: keep the photo's original colours.
         strength: fast path: 0 returns the photo, 1 the full style.
         max_size: fast path: shrink the photo so its long side is at most this.
-        precision: "auto" (default: bfloat16 on GPUs and on CPUs with
-            AMX tiles, else float32), "float32" or "bfloat16".
+        precision: "auto" (default: bfloat16 on GPUs and on CPUs where it
+            is faster, i.e. with AMX tiles or AMD AVX512_BF16, else float32;
+            `vgg.resolve_precision`), "float32" or "bfloat16".
             Slow path: the VGG loss network's compute (1.7x faster per
             iteration on a CPU with AMX, losses within 0.1 %). Fast path:
             the network's middle layers (about 2x faster, ~57 dB PSNR against

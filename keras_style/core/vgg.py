@@ -18,11 +18,16 @@ BACKBONES = ("vgg19", "vgg16")
 #: runs it natively (see `resolve_precision`).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-#: CPU feature flags (Linux /proc/cpuinfo) that make bfloat16 convolutions fast: AMX
-#: tiles only. AVX512_BF16 alone is no faster than float32 FMA, and oneDNN's bfloat16
-#: kernels then run 1.5-2.4x slower than float32 (`bench/bench_precision.py`,
-#: docs/precision/bench.json).
+#: CPU feature flags (Linux /proc/cpuinfo) that make bfloat16 convolutions faster than
+#: float32 on any vendor: AMX tiles.
 _BF16_CPU_FLAGS = ("amx_bf16",)
+
+#: {vendor_id: flags} that make them faster on that vendor's cores only. AMD Zen 4/5 run
+#: AVX512_BF16 dot products at the float32 FMA rate with twice the products per lane:
+#: bfloat16 is about 2x faster there. Intel cores without AMX issue them on one port
+#: where float32 FMAs use two: 1.5-2.4x slower. Both measured by
+#: `bench/bench_precision.py` (docs/precision/).
+_BF16_VENDOR_FLAGS = {"AuthenticAMD": ("avx512_bf16",)}
 
 #: ImageNet mean in BGR order, as used by `keras.applications.vgg19.preprocess_input`.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -58,13 +63,24 @@ class VGGPreprocess(keras.layers.Layer):
         return preprocess(images)
 
 
-def _cpu_has_bf16():
+def bf16_is_fast(vendor, flags):
+    """Whether a CPU with this vendor_id and these feature flags runs bfloat16 faster."""
+    wanted = _BF16_CPU_FLAGS + _BF16_VENDOR_FLAGS.get(vendor, ())
+    return any(flag in flags for flag in wanted)
+
+
+def _cpu_has_bf16(path="/proc/cpuinfo"):
+    fields = {}
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if "vendor_id" in fields and "flags" in fields:
+                    break
     except OSError:
         return False
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return bf16_is_fast(fields.get("vendor_id", ""), fields.get("flags", "").split())
 
 
 def _on_accelerator():
@@ -81,13 +97,14 @@ def _on_accelerator():
 
 
 def resolve_precision(precision):
-    """Resolves "auto": bfloat16 on GPUs and on CPUs with AMX tiles, else float32.
+    """Resolves "auto": bfloat16 on GPUs and on CPUs where it is faster, else float32.
 
     bfloat16 convolutions with float32 weights and statistics make the slow
-    path's VGG forward and backward pass 1.7x faster on a CPU with AMX, with
-    Gram and content losses within 0.1 % of float32. Elsewhere (AVX2, or
-    AVX512_BF16 without AMX) oneDNN's bfloat16 kernels are 1.5-2.4x slower than
-    float32 (`bench/bench_precision.py`), hence the hardware check.
+    path's VGG forward and backward pass 1.7x faster on a CPU with AMX and
+    about 2x faster on AMD Zen 4 (AVX512_BF16), with Gram and content losses
+    within 0.1 % of float32. Elsewhere (AVX2, or Intel AVX512_BF16 without AMX)
+    oneDNN's bfloat16 kernels are 1.5-2.4x slower than float32
+    (`bench/bench_precision.py`), hence the hardware check (`bf16_is_fast`).
 
     Raises:
         ValueError: for a precision not in `PRECISIONS`.

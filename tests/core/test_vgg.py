@@ -90,6 +90,27 @@ def test_precision_resolution(monkeypatch):
         vgg.resolve_precision("float16")
 
 
+@pytest.mark.parametrize(
+    "vendor, flags, fast",
+    [
+        ("GenuineIntel", "fma avx2 avx512f avx512_bf16 amx_bf16 amx_tile", True),
+        ("GenuineIntel", "fma avx2 avx512f avx512_bf16 avx512_vnni", False),
+        ("AuthenticAMD", "fma avx2 avx512f avx512_bf16 avx512_vnni", True),
+        ("AuthenticAMD", "fma avx2", False),
+    ],
+)
+def test_bf16_rule_reads_vendor_and_flags_from_cpuinfo(tmp_path, vendor, flags, fast):
+    # Measured (docs/precision/): faster with AMX, and on AMD Zen 4 with AVX512_BF16;
+    # slower on Intel AVX512_BF16 without AMX and wherever it is emulated.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        f"processor\t: 0\nvendor_id\t: {vendor}\nmodel name\t: X\nflags\t\t: {flags}\n\n"
+        f"processor\t: 1\nvendor_id\t: {vendor}\nflags\t\t: {flags}\n"
+    )
+    assert vgg._cpu_has_bf16(str(cpuinfo)) is fast
+    assert vgg._cpu_has_bf16(str(tmp_path / "missing")) is False
+
+
 def test_extractor_runs_only_as_deep_as_the_layers_asked_for():
     extractor = vgg.FeatureExtractor(["block1_conv2", "block3_conv1"], "vgg16", weights=None)
     images = np.random.RandomState(0).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32)

@@ -61,6 +61,12 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "width", None, ["1.0", "0.5", "0.25"], _help("Network width multiplier.", "width")
 )
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "A .keras file or bundled style name whose weights start the network (same width and "
+    "head), e.g. to refine a bundled style; a resumed work dir uses its checkpoint instead.",
+)
 flags.DEFINE_enum(
     "head",
     None,

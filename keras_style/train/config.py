@@ -52,6 +52,11 @@ class TrainConfig:
         backbone: "vgg19" or "vgg16".
         vgg_weights: "imagenet", a local weights file, or None (random, tests).
         width: network width multiplier (1.0, 0.5, 0.25).
+        init_from: a `.keras` file or bundled style name whose weights start
+            the network (same width and head), to continue or refine a
+            trained style with other settings (crop size, painting size,
+            weights); None: random initialisation. A resumed work dir
+            restores its own checkpoint instead.
         head: the network's output head, "tanh" (the paper's), "clip"
             (straight-through clip: no saturated region stops learning,
             see `layers.StraightThroughClip`) or "residual" (the photo plus
@@ -99,6 +104,7 @@ class TrainConfig:
     backbone: str = "vgg19"
     vgg_weights: str | None = "imagenet"
     width: float = 1.0
+    init_from: str | None = None
     head: str = "tanh"
     net_precision: str = "float32"
     mixed_precision: bool = False

@@ -160,6 +160,27 @@ def load_style_image(path, style_size=None):
     return image
 
 
+def copy_weights(source, net):
+    """Starts `net` from the weights of `source` (a `.keras` path or bundled style name).
+
+    Raises:
+        ValueError: if `source` cannot be loaded or its network differs from
+            `net` (another width, head or architecture).
+    """
+    from keras_style.fast import styles
+
+    model = styles.resolve_model(source)
+    weights = model.get_weights()
+    shapes = [w.shape for w in weights]
+    wanted = [tuple(v.shape) for v in net.weights]
+    if [tuple(s) for s in shapes] != wanted:
+        raise ValueError(
+            f"init_from={source!r} is a different network ({len(shapes)} weights) from the one "
+            f"configured ({len(wanted)} weights); use the same width and head"
+        )
+    net.set_weights([np.asarray(w, "float32") for w in weights])
+
+
 def build_trainer(config, style_image=None):
     """Builds the network, loss and compiled `StyleTrainer` for `config` (in the current scope).
 
@@ -183,6 +204,8 @@ def build_trainer(config, style_image=None):
     policy = config.dtype_policy()
     with dtype_policy(policy):
         net = build_transformer_net(config.width, head=config.head)
+    if config.init_from:
+        copy_weights(config.init_from, net)
     trainer = StyleTrainer(
         net,
         perceptual,

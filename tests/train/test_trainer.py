@@ -431,3 +431,23 @@ def test_resumed_run_continues_the_uninterrupted_one(tmp_path, files, precision)
     assert resumed[:4].mean() < 1.25 * stopped[-4:].mean()  # no jump above where it stopped
     ratio = resumed.mean() / whole[8:].mean()
     assert 0.5 < ratio < 2.0, (resumed.mean(), whole[8:].mean())
+
+
+def test_init_from_starts_from_a_trained_network(tmp_path, files):
+    first = _config(tmp_path, files, steps=2, head="clip")
+    trained = trainer.train(first, verbose=0)["model_path"]
+    saved = keras.saving.load_model(trained)
+    refined = first.replace(workdir=str(tmp_path / "refine"), steps=12)
+    keras.utils.set_random_seed(1)  # a fresh network would differ from the trained one
+    net = trainer.build_trainer(refined.replace(init_from=trained)).net
+    for got, want in zip(net.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    fresh = trainer.build_trainer(refined).net.get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh, saved.get_weights(), strict=True))
+    # It trains on from there, and only the first run of a work dir uses it.
+    result = trainer.train(refined.replace(init_from=trained, steps=2), verbose=0)
+    assert result["initial_step"] == 0 and result["step"] == 2
+    with pytest.raises(ValueError, match="different network.*same width and head"):
+        trainer.build_trainer(refined.replace(init_from=trained, width=0.5))
+    with pytest.raises(ValueError, match="neither a model file nor a bundled style"):
+        trainer.build_trainer(refined.replace(init_from=str(tmp_path / "missing.keras")))

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import sys
+from pathlib import Path
 
 from absl import app
 
@@ -26,3 +27,18 @@ def run_cleanly(argv, run, quiet_native_logs=False):
         code = process.run_cleanly(run)
     if code:
         sys.exit(code)
+
+
+def parse_models(specs):
+    """{name: path} from NAME=PATH strings."""
+    models = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--model must be NAME=PATH, got {spec!r}")
+        if not Path(path).is_file():
+            raise ValueError(f"Model file not found: {path}")
+        models[name] = path
+    if not models:
+        raise ValueError("Give at least one --model NAME=PATH")
+    return models

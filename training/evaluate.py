@@ -31,21 +31,6 @@ flags.DEFINE_string("out_dir", None, "Folder for evaluation.json and contact_she
 flags.DEFINE_integer("max_rows", 8, "Photos shown in the contact sheet.")
 
 
-def parse_models(specs):
-    """{name: path} from NAME=PATH strings."""
-    models = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--model must be NAME=PATH, got {spec!r}")
-        if not Path(path).is_file():
-            raise ValueError(f"Model file not found: {path}")
-        models[name] = path
-    if not models:
-        raise ValueError("Give at least one --model NAME=PATH")
-    return models
-
-
 def run():
     from keras_style.core import images as image_lib
     from keras_style.core import jsonio
@@ -55,7 +40,7 @@ def run():
         raise ValueError("--eval_dataset and --out_dir are required")
     report, columns = evaluate.evaluate_on_dataset(
         FLAGS.eval_dataset,
-        parse_models(FLAGS.model),
+        binary.parse_models(FLAGS.model),
         vgg_weights=FLAGS.vgg_weights,
         train_dirs=FLAGS.train_dataset,
     )

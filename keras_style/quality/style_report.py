@@ -13,6 +13,7 @@ row per photo.
 """
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from keras_style.core import images as image_lib
 from keras_style.fast import styles
@@ -108,3 +109,78 @@ def markdown_table(report):
             f"{f['style_distance']:.4f} | {f['content_distance']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def measured(image, side):
+    """`image` resized so that its long side is `side` (where distances are measured)."""
+    return image_lib.resize(image, image_lib.fit_size(image.shape, long_side=side))
+
+
+def full_resolution_figures(stylizer, photos, painting, extractor, measure_side=384, keep=()):
+    """Distances of a fast network's outputs made at each photo's full resolution.
+
+    A user stylizes a photo at its own size, where a network trained on small
+    crops can look different from the crops (strokes too small, embossing),
+    so each photo is stylized whole through `stylizer` (the `FastStylizer`
+    users call), and only then are output and photo resized to a
+    `measure_side` long side and measured against the painting resized alike
+    (the slow method's scale-free terms, `evaluate.Evaluator`).
+
+    Args:
+        stylizer: a `FastStylizer`.
+        photos: {photo name: path or (H, W, 3) [0, 255] image}, any sizes.
+        painting: (H, W, 3) [0, 255] painting.
+        extractor: a `vgg.FeatureExtractor` with the default loss layers.
+        measure_side: long side at which distances are measured.
+        keep: names of photos whose full-resolution outputs are returned.
+
+    Returns:
+        (figures dict as in `style_figures`, {kept photo name: output}).
+    """
+    evaluator = evaluate.Evaluator(extractor, [painting])
+    keys = ("style_distance", "photo_style_distance", "content_distance")
+    per_photo = {key: [] for key in keys}
+    kept = {}
+    for name, source in photos.items():
+        photo = image_lib.load_image(source)
+        output = stylizer.stylize(photo)
+        small_photo, small_output = measured(photo, measure_side), measured(output, measure_side)
+        stylized = evaluator.distances(small_output, small_photo)
+        per_photo["style_distance"].append(float(stylized["style_distance"][0]))
+        per_photo["content_distance"].append(float(stylized["content_distance"][0]))
+        unstylized = evaluator.distances(small_photo, small_photo)
+        per_photo["photo_style_distance"].append(float(unstylized["style_distance"][0]))
+        if name in keep:
+            kept[name] = output
+    figures = {key: _mean(per_photo[key]) for key in keys}
+    figures["per_photo"] = {"photos": list(photos), **per_photo}
+    return figures, kept
+
+
+def row_sheet(rows, gap=8, label_height=18):
+    """Lays out rows of images of any sizes, each at its own size (no resampling).
+
+    Args:
+        rows: list of [(label, (H, W, 3) [0, 255] image), ...]; images in a
+            row are placed side by side, top-aligned.
+        gap: white pixels between cells and rows.
+        label_height: pixels above each row for its labels.
+
+    Returns:
+        A float32 (H, W, 3) [0, 255] image.
+    """
+    if not rows or not all(rows):
+        raise ValueError("row_sheet needs at least one image in every row")
+    widths = [sum(im.shape[1] + gap for _, im in row) + gap for row in rows]
+    heights = [label_height + max(im.shape[0] for _, im in row) + gap for row in rows]
+    sheet = Image.new("RGB", (max(widths), sum(heights) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = gap
+    for row, height in zip(rows, heights, strict=True):
+        left = gap
+        for label, image in row:
+            draw.text((left + 2, top + 3), label, fill="black")
+            sheet.paste(Image.fromarray(image_lib.to_uint8(image)), (left, top + label_height))
+            left += image.shape[1] + gap
+        top += height
+    return np.asarray(sheet, np.float32)

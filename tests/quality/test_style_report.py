@@ -120,3 +120,43 @@ def test_report_errors(assets, extractor):
         )
     with pytest.raises(ValueError, match="No photos"):
         style_report.bundled_styles_report({}, {}, extractor, assets_dir=assets)
+
+
+def test_full_resolution_figures_stylize_whole_photos_then_measure_small(assets, extractor):
+    from keras_style.fast.stylizer import FastStylizer
+
+    # Photos of different sizes and shapes, larger than where they are measured.
+    photos = {"wide": make_photo(48, 80, seed=1), "tall": make_photo(72, 40, seed=2)}
+    painting = make_painting(60, 60)
+    stylizer = FastStylizer(styles.load_style("waves", assets), precision="float32")
+    figures, kept = style_report.full_resolution_figures(
+        stylizer, photos, painting, extractor, measure_side=32, keep=("tall",)
+    )
+    assert list(kept) == ["tall"] and kept["tall"].shape == (72, 40, 3)  # full resolution
+    np.testing.assert_allclose(kept["tall"], stylizer.stylize(photos["tall"]), atol=1e-3)
+    assert figures["per_photo"]["photos"] == ["wide", "tall"]
+    for i, name in enumerate(photos):
+        # The output made at full size, then both resized to a 32 px long side.
+        output = style_report.measured(stylizer.stylize(photos[name]), 32)
+        photo = style_report.measured(photos[name], 32)
+        assert max(output.shape[:2]) == 32 and output.shape == photo.shape
+        small_painting = style_report.measured(painting, 32)
+        style, content = _expected_distances(extractor, output[None], photo[None], small_painting)
+        photo_style, _ = _expected_distances(extractor, photo[None], photo[None], small_painting)
+        per_photo = figures["per_photo"]
+        assert per_photo["style_distance"][i] == pytest.approx(style[0], rel=2e-3)
+        assert per_photo["content_distance"][i] == pytest.approx(content[0], rel=2e-3)
+        assert per_photo["photo_style_distance"][i] == pytest.approx(photo_style[0], rel=2e-3)
+    assert figures["style_distance"] == pytest.approx(np.mean(per_photo["style_distance"]))
+
+
+def test_row_sheet_keeps_each_image_at_its_own_size():
+    a, b, c = make_photo(30, 50), make_photo(20, 20, seed=3), make_photo(44, 10, seed=4)
+    sheet = style_report.row_sheet([[("photo", a), ("net", b)], [("photo", c)]], gap=8)
+    # Widest row: 8 + 50 + 8 + 20 + 8; rows: 18 + 30 + 8 and 18 + 44 + 8, plus the top gap.
+    assert sheet.shape == (8 + 56 + 70, 94, 3)
+    np.testing.assert_array_equal(sheet[8 + 18 : 8 + 18 + 30, 8 : 8 + 50], image_lib.to_uint8(a))
+    top = 8 + 56 + 18
+    np.testing.assert_array_equal(sheet[top : top + 44, 8:18], image_lib.to_uint8(c))
+    with pytest.raises(ValueError, match="at least one image"):
+        style_report.row_sheet([[("photo", a)], []])

@@ -23,7 +23,27 @@ _TITLE = flags.DEFINE_string("title", None, "Title of the painting.", required=T
 _ARTIST = flags.DEFINE_string("artist", None, "Artist of the painting.", required=True)
 _YEAR = flags.DEFINE_string("year", None, "Year of the painting.")
 _LICENSE = flags.DEFINE_string("license", "public domain", "Licence of the painting image.")
+_REPORT = flags.DEFINE_string(
+    "report",
+    None,
+    "A training.report_styles report.json: the style's figures (under its --name) go in the card.",
+)
 _ASSETS = flags.DEFINE_string("assets_dir", None, "Destination (default: the package's styles).")
+
+
+def _figures(report_path, name):
+    """This style's entry of a report.json, without the per-photo lists."""
+    from keras_style.core import jsonio
+
+    report = jsonio.read_preset(report_path)
+    if name not in report.get("styles", {}):
+        raise ValueError(f"{report_path} has no figures for style {name!r}")
+    figures = {k: v for k, v in report["styles"][name].items() if k != "per_photo"}
+    return {
+        **figures,
+        "photos_dir": report.get("photos_dir"),
+        "measure_side": report.get("measure_side"),
+    }
 
 
 def main(argv):
@@ -35,7 +55,10 @@ def main(argv):
         painting = {"title": _TITLE.value, "artist": _ARTIST.value, "license": _LICENSE.value}
         if _YEAR.value:
             painting["year"] = _YEAR.value
-        path = styles.bundle_trained_model(_MODEL.value, _NAME.value, painting, _ASSETS.value)
+        figures = _figures(_REPORT.value, _NAME.value) if _REPORT.value else None
+        path = styles.bundle_trained_model(
+            _MODEL.value, _NAME.value, painting, _ASSETS.value, figures
+        )
         size = path.stat().st_size
         print(f"Style {_NAME.value!r} installed: {path} ({size / 2**20:.2f} MiB)")
 

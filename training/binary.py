@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -42,3 +43,11 @@ def parse_models(specs):
     if not models:
         raise ValueError("Give at least one --model NAME=PATH")
     return models
+
+
+def command_line():
+    """How this binary was started, as one shell line (`python -m package.module --flags`)."""
+    main = sys.modules["__main__"]
+    module = getattr(main.__spec__, "name", None) if getattr(main, "__spec__", None) else None
+    start = ["python", "-m", module] if module else ["python", sys.argv[0]]
+    return shlex.join([*start, *sys.argv[1:]])

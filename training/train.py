@@ -27,7 +27,7 @@ FLAGS = flags_common.FLAGS
 
 def run():
     distribution.split_cpu_devices(FLAGS.cpu_devices)  # first: before TF/JAX set up devices
-    result = trainer.train(flags_common.resolve_config())
+    result = trainer.train(flags_common.resolve_config(), command=binary.command_line())
     print(
         f"Trained to step {result['step']} (resumed at {result['initial_step']}) on "
         f"{result['replicas']} replicas; {result['skipped']} unreadable images skipped; "

@@ -152,12 +152,13 @@ def save_bundled_style(model, name, card, assets_dir=None, max_bytes=MAX_STYLE_B
     return weights_path
 
 
-def bundle_trained_model(model_path, name, painting, assets_dir=None):
+def bundle_trained_model(model_path, name, painting, assets_dir=None, figures=None):
     """Installs a trained `model.keras` as bundled style `name`, recording how it was trained.
 
     The card gets the painting's attribution and, under `training`, the
     training configuration saved beside the model (the work dir's
-    `config.json`, if any) and the model's file name, so anyone can retrain
+    `config.json`, if any), its runs (`runs.json`: steps, wall time and
+    command of each run) and the model's file name, so anyone can retrain
     the style with the same preset.
 
     Args:
@@ -166,6 +167,8 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None):
         name: the style's name (lowercase letters, digits, underscores).
         painting: attribution dict: at least `title`, `artist`, `license`.
         assets_dir: destination folder (default: the package's `ASSETS_DIR`).
+        figures: quality figures to record in the card (e.g. this style's
+            entry of `training.report_styles`' report.json).
 
     Returns:
         The path of the written weights file.
@@ -179,9 +182,13 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None):
         raise ValueError(f"The painting's attribution lacks {', '.join(missing)}")
     path = Path(model_path)
     model = load_model_file(path)
-    config_path = path.parent / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
-    card = {"painting": dict(painting), "training": {"config": config, "model_file": path.name}}
+    training = {"model_file": path.name}
+    for key in ("config", "runs"):
+        saved = path.parent / f"{key}.json"
+        training[key] = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+    card = {"painting": dict(painting), "training": training}
+    if figures:
+        card["figures"] = figures
     return save_bundled_style(model, name, card, assets_dir=assets_dir)
 
 

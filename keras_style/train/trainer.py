@@ -12,6 +12,7 @@ The parts: `config` (`TrainConfig`), `model` (`StyleTrainer`, `build_trainer`),
     workdir/logs/                 TensorBoard scalars and sample images
     workdir/samples/step_N.png    the same samples as files
     workdir/model.keras           the final network
+    workdir/runs.json             one record per run: steps, wall time, command
 
 Rerunning the same job after a crash or `kill -9` restores the newest complete
 checkpoint (weights, optimizer moments, step count) and trains only the
@@ -22,6 +23,7 @@ Scaling out: see `keras_style.train.distribution`.
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import keras
@@ -77,7 +79,27 @@ def _check_same_job(workdir, config):
         _log.warning("Configuration changed since the last run in %s: %s", workdir, changed)
 
 
-def train(config, dataset=None, callbacks=(), verbose="auto"):
+def _record_run(workdir, first_step, last_step, seconds, command):
+    """Appends this run's steps, wall time and command to workdir/runs.json.
+
+    A style trained in several resumed runs keeps the whole story, which
+    `fast.styles.bundle_trained_model` copies into the bundled style's card.
+    """
+    path = Path(workdir) / "runs.json"
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    runs.append(
+        {
+            "from_step": first_step,
+            "to_step": last_step,
+            "wall_s": round(seconds, 1),
+            "command": command,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    jsonio.write_json(path, runs)
+
+
+def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
     """Runs (or resumes) the training job `config`; returns a summary dict.
 
     Args:
@@ -87,6 +109,8 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
             "distill" loss (which has no built-in pipeline).
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity (1: progress bar with ETA).
+        command: the command line that started this run, recorded with its
+            steps and wall time in workdir/runs.json.
 
     Returns:
         {"step", "initial_step", "model_path", "history", "skipped", "replicas"}.
@@ -118,6 +142,7 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
         if latest:
             _log.info("Resumed from %s (step %d of %d)", latest, initial_step, steps)
     history = {}
+    started = time.perf_counter()
     if initial_step < steps:
         samples = _samples(dataset, config.num_samples)
         job_callbacks = [CheckpointCallback(manager, config.checkpoint_every, initial_step)]
@@ -144,6 +169,9 @@ def train(config, dataset=None, callbacks=(), verbose="auto"):
     if chief:
         with images.atomic_write(model_path) as tmp:
             trainer.net.save(tmp)
+        if initial_step < steps:
+            seconds = time.perf_counter() - started
+            _record_run(workdir, initial_step, steps, seconds, command)
     return {
         # Non-chief workers write no checkpoints (and may finish before the chief's last one).
         "step": max(manager.steps(), default=initial_step) if chief else max(steps, initial_step),

@@ -163,18 +163,25 @@ def trained(tmp_path, net):
     workdir.mkdir(parents=True)
     net.save(workdir / "model.keras")
     (workdir / "config.json").write_text(json.dumps({"style_image": "wave.jpg", "steps": 7}))
+    runs = [{"from_step": 0, "to_step": 7, "wall_s": 3.5, "command": "python -m training.train"}]
+    (workdir / "runs.json").write_text(json.dumps(runs))
     return workdir / "model.keras"
 
 
 def test_bundle_trained_model_records_training(trained, tmp_path, net):
     folder = tmp_path / "styles"
-    styles.bundle_trained_model(trained, "tiny", PAINTING, assets_dir=folder)
+    figures = {"style_distance": 0.09, "content_distance": 0.5}
+    styles.bundle_trained_model(trained, "tiny", PAINTING, assets_dir=folder, figures=figures)
     card = styles.style_card("tiny", assets_dir=folder)
     assert card["painting"] == PAINTING
     assert card["training"] == {
         "config": {"style_image": "wave.jpg", "steps": 7},
+        "runs": [
+            {"from_step": 0, "to_step": 7, "wall_s": 3.5, "command": "python -m training.train"}
+        ],
         "model_file": "model.keras",
     }
+    assert card["figures"] == figures
     restored = styles.load_style("tiny", assets_dir=folder)
     np.testing.assert_allclose(
         restored.predict_on_batch(_batch()), net.predict_on_batch(_batch()), atol=2.0
@@ -203,6 +210,30 @@ def test_bundle_binary(trained, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Style 'tiny' installed" in done.stdout
     assert styles.style_card("tiny", folder)["painting"]["license"] == "public domain"
+    report = tmp_path / "report.json"
+    per_photo = {"style_distance": [0.1, 0.08]}
+    report.write_text(
+        json.dumps(
+            {
+                "photos_dir": "eval",
+                "measure_side": 384,
+                "styles": {"tiny": {"style_distance": 0.09, "per_photo": per_photo}},
+            }
+        )
+    )
+    with_report = subprocess.run(
+        [*command, f"--report={report}"], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert with_report.returncode == 0, with_report.stderr
+    card = styles.style_card("tiny", folder)
+    assert card["figures"] == {"style_distance": 0.09, "photos_dir": "eval", "measure_side": 384}
+    missing = subprocess.run(
+        [*command[:4], "--name=other", *command[5:], f"--report={report}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert missing.returncode == 2 and "no figures for style 'other'" in missing.stderr
     bad = subprocess.run(
         [*command[:4], "--name=Bad Name", *command[5:]], capture_output=True, text=True, cwd=REPO
     )

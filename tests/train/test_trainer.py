@@ -209,6 +209,11 @@ def test_train_writes_the_work_dir(tmp_path, files):
     # Rerunning a finished job trains nothing more.
     again = trainer.train(config, verbose=0)
     assert again["initial_step"] == 4 and again["history"] == {}
+    # Each run that trained is recorded; a longer rerun adds its own record.
+    trainer.train(config.replace(steps=6), verbose=0, command="python -m training.train --steps=6")
+    runs = json.loads((work / "runs.json").read_text())
+    assert [(r["from_step"], r["to_step"]) for r in runs] == [(0, 4), (4, 6)]
+    assert runs[1]["command"] == "python -m training.train --steps=6" and runs[1]["wall_s"] > 0
 
 
 def test_summary_points_are_step_means_not_running_means(tmp_path):

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny generated images and a random-weights VGG16 file (no downloads)."""
+"""Shared fixtures: generated images, a random-weights VGG16 file (no downloads), a recipe."""
 
 import os
 import sys
@@ -70,6 +70,30 @@ def vgg16_weights_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "vgg16_random.weights.h5"
     model.save_weights(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def make_slow_recipe(vgg16_weights_file):
+    """Factory of the distillation tests' `SlowRecipe`: 2 L-BFGS steps on the random VGG16.
+
+    `make_slow_recipe(folder, image_size)` saves a `make_painting` style image
+    as `folder/style.png` and returns the recipe built on it.
+    """
+    from keras_style.distill.recipe import SlowRecipe
+
+    def make(folder, image_size):
+        style = folder / "style.png"
+        Image.fromarray(make_painting().astype(np.uint8)).save(style)
+        return SlowRecipe(
+            style_files=[str(style)],
+            image_size=image_size,
+            backbone="vgg16",
+            vgg_weights=str(vgg16_weights_file),
+            optimize={"iterations": 2, "multiscale": False},
+            batch_size=2,
+        )
+
+    return make
 
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.json"

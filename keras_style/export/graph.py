@@ -37,6 +37,7 @@ import numpy as np
 from keras import ops
 
 from keras_style.core import layers as ks_layers
+from keras_style.export import norm as export_norm
 from keras_style.fast import graph as fast_graph
 
 #: Height and width of the dynamic-size exported model must be multiples of this.
@@ -178,7 +179,7 @@ class DepthToSpaceUpsampling2D(ks_layers.NearestUpsampling2D):
         return _depth_to_space(copies, self.factor)
 
 
-class XnnInstanceNormalization(ks_layers.InstanceNormalization):
+class XnnInstanceNormalization(export_norm.ChannelEpsilonNormalization):
     """Instance norm as `d * (gamma * rsqrt(var + eps)) + beta`: one full-size pass fewer.
 
     The scale is computed on the `[1, 1, 1, C]` statistics, under the
@@ -187,32 +188,18 @@ class XnnInstanceNormalization(ks_layers.InstanceNormalization):
     variances). With `float_offset`, the `+ beta` is in that scope too (int8
     models: XNNPACK declines an int8 ADD of a near-zero constant, which the
     norms before a residual sum have). With `channel_epsilon`, the epsilon is
-    a per-channel weight (the form `export_rewrite`'s channel equalization
-    produces).
+    a per-channel weight (`export_norm.ChannelEpsilonNormalization`, the form
+    `export_rewrite`'s channel equalization produces).
     """
 
     def __init__(self, channel_epsilon=False, float_offset=False, **kwargs):
-        super().__init__(**kwargs)
-        self.use_channel_epsilon = bool(channel_epsilon)
+        super().__init__(channel_epsilon=channel_epsilon, **kwargs)
         self.float_offset = bool(float_offset)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.channel_epsilon = None
-        if self.use_channel_epsilon:
-            self.channel_epsilon = self.add_weight(
-                name="channel_epsilon",
-                shape=(input_shape[-1],),
-                initializer=keras.initializers.Constant(self.epsilon),
-                trainable=False,
-            )
-
     def call(self, inputs):
-        d = inputs - ops.mean(inputs, axis=(1, 2), keepdims=True)
-        var = ops.mean(d * d, axis=(1, 2), keepdims=True)
+        d, var = self.centred_variance(inputs)
         with keras.name_scope(FLOAT_SCOPE):
-            eps = self.channel_epsilon if self.channel_epsilon is not None else self.epsilon
-            scale = ops.rsqrt(var + eps)
+            scale = ops.rsqrt(var + self.variance_epsilon())
             if self.gamma is not None:
                 scale = scale * self.gamma
         y = d * scale
@@ -224,11 +211,7 @@ class XnnInstanceNormalization(ks_layers.InstanceNormalization):
         return y + self.beta
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "channel_epsilon": self.use_channel_epsilon,
-            "float_offset": self.float_offset,
-        }
+        return {**super().get_config(), "float_offset": self.float_offset}
 
 
 class XnnSubpixelUpConv2D(keras.layers.Layer):
@@ -403,10 +386,8 @@ class _Rewriter:
             p = layer.padding
             return SliceReflectionPadding2D((p, p, p, p), name=layer.name)
         if isinstance(layer, ks_layers.InstanceNormalization):
-            has_eps = any(w.path.endswith("channel_epsilon") for w in layer.weights)
-            return XnnInstanceNormalization(
-                channel_epsilon=has_eps, float_offset=not _feeds_relu(layer), **config
-            )
+            config["channel_epsilon"] = export_norm.has_channel_epsilon(layer)
+            return XnnInstanceNormalization(float_offset=not _feeds_relu(layer), **config)
         replacements = {
             ks_layers.PadToMultiple: StaticPadToMultiple,
             ks_layers.CropToReference: StaticCropToReference,

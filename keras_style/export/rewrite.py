@@ -132,41 +132,6 @@ def channel_statistics(model, conv_names, photos):
     return stats
 
 
-def _channel_epsilon_norm_class():
-    import keras
-    from keras import ops
-
-    from keras_style.core.layers import InstanceNormalization
-
-    class ChannelEpsilonNormalization(InstanceNormalization):
-        """Instance norm whose epsilon is a per-channel constant (`channel_epsilon`, float32).
-
-        What `InstanceNormalization` becomes when its input channels are
-        scaled by `k_c`: `eps * k_c**2` keeps `d * rsqrt(var + eps)` unchanged.
-        """
-
-        def build(self, input_shape):
-            super().build(input_shape)
-            self.channel_epsilon = self.add_weight(
-                name="channel_epsilon",
-                shape=(input_shape[-1],),
-                initializer=keras.initializers.Constant(self.epsilon),
-                trainable=False,
-            )
-
-        def call(self, inputs):
-            d = inputs - ops.mean(inputs, axis=(1, 2), keepdims=True)
-            var = ops.mean(d * d, axis=(1, 2), keepdims=True)
-            y = d * ops.rsqrt(var + self.channel_epsilon)
-            if self.gamma is not None:
-                y = y * self.gamma
-            if self.beta is not None:
-                y = y + self.beta
-            return y
-
-    return ChannelEpsilonNormalization
-
-
 def _clipped_tanh_class():
     import keras
     from keras import ops
@@ -190,18 +155,19 @@ def _clipped_tanh_class():
 def _clone(model, norm_names, tanh_names, limit):
     """Clones the network's graph (float32) with the named norms and tanhs replaced.
 
-    Norms get a per-channel epsilon (still the original value), tanhs become
-    clipped tanhs; every other layer is a copy. Weights are copied.
+    Norms get a per-channel epsilon (`export_norm.ChannelEpsilonNormalization`,
+    still the original value), tanhs become clipped tanhs; every other layer
+    is a copy. Weights are copied.
     """
     from keras_style.core import cloning
+    from keras_style.export.norm import ChannelEpsilonNormalization
 
     clipped_tanh = _clipped_tanh_class()
-    channel_epsilon_norm = _channel_epsilon_norm_class()
 
     def clone_layer(layer):
         if layer.name in tanh_names:
             return clipped_tanh(limit, name=layer.name, dtype="float32")
-        cls = channel_epsilon_norm if layer.name in norm_names else None
+        cls = ChannelEpsilonNormalization if layer.name in norm_names else None
         return cloning.copy_layer(layer, cls, dtype="float32")
 
     return cloning.clone_functional(model, clone_layer)

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_painting, make_photo
+from conftest import make_photo
 from PIL import Image
 
 from keras_style.core import images
@@ -31,17 +31,8 @@ def photo_dir(tmp_path):
 
 
 @pytest.fixture
-def recipe(tmp_path, vgg16_weights_file):
-    style = tmp_path / "style.png"
-    Image.fromarray(make_painting().astype(np.uint8)).save(style)
-    return SlowRecipe(
-        style_files=[str(style)],
-        image_size=SIZE,
-        backbone="vgg16",
-        vgg_weights=str(vgg16_weights_file),
-        optimize={"iterations": 2, "multiscale": False},
-        batch_size=2,
-    )
+def recipe(tmp_path, make_slow_recipe):
+    return make_slow_recipe(tmp_path, SIZE)
 
 
 def _ids(directory):

@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_painting, make_photo
+from conftest import make_photo
 from PIL import Image
 
 from keras_style.distill import dataset as sd
 from keras_style.distill import training as distill
-from keras_style.distill.recipe import SlowRecipe
 from keras_style.distill.sources import FolderSource
 from keras_style.quality import evaluate
 from keras_style.train.config import TrainConfig
@@ -22,23 +21,14 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory, vgg16_weights_file):
+def datasets(tmp_path_factory, make_slow_recipe):
     """A 4-pair training set and a 2-pair held-out set from different photos, same recipe."""
     root = tmp_path_factory.mktemp("distill")
     photos = root / "photos"
     photos.mkdir()
     for i in range(6):
         Image.fromarray(make_photo(40, 48, seed=i).astype(np.uint8)).save(photos / f"p{i}.png")
-    style = root / "style.png"
-    Image.fromarray(make_painting().astype(np.uint8)).save(style)
-    recipe = SlowRecipe(
-        style_files=[str(style)],
-        image_size=SIZE,
-        backbone="vgg16",
-        vgg_weights=str(vgg16_weights_file),
-        optimize={"iterations": 2, "multiscale": False},
-        batch_size=2,
-    )
+    recipe = make_slow_recipe(root, SIZE)
     train, held_out = root / "train", root / "held_out"
     sd.write_stylized_dataset(train, FolderSource(photos, skip=2), recipe, verbose=0)
     sd.write_stylized_dataset(held_out, FolderSource(photos, max_examples=2), recipe, verbose=0)

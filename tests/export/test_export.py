@@ -553,6 +553,35 @@ def test_reflect_pad_and_edge_pad_match_numpy():
     assert np.array_equal(np.asarray(export_graph.concatenate(pieces, 1)), x)
 
 
+def test_channel_epsilon_norms_agree_with_instance_norm():
+    """The rewrite's norm and its XNNPACK form: one per-channel epsilon, same function."""
+    from keras_style.core import layers as ks_layers
+    from keras_style.export import graph as export_graph
+    from keras_style.export import norm as export_norm
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 6, 4)).astype(np.float32)
+    plain = ks_layers.InstanceNormalization(epsilon=1e-3)
+    expected = np.asarray(plain(x))
+    config = plain.get_config()
+    norm = export_norm.ChannelEpsilonNormalization.from_config(config)
+    xnn = export_graph.XnnInstanceNormalization(channel_epsilon=True, **config)
+    for layer in (norm, xnn):  # the per-channel epsilon starts at the scalar one
+        np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-5)
+        assert export_norm.has_channel_epsilon(layer) and len(layer.weights) == 3
+    eps = np.array([1e-3, 0.5, 2.0, 1e-4], np.float32)
+    norm.channel_epsilon.assign(eps)
+    xnn.channel_epsilon.assign(eps)
+    d = x - x.mean(axis=(1, 2), keepdims=True)
+    manual = d / np.sqrt((d * d).mean(axis=(1, 2), keepdims=True) + eps)
+    for layer in (norm, xnn):
+        np.testing.assert_allclose(np.asarray(layer(x)), manual, rtol=1e-5, atol=1e-5)
+    scalar = export_graph.XnnInstanceNormalization(**config)  # a plain norm's XNNPACK form
+    np.testing.assert_allclose(np.asarray(scalar(x)), expected, rtol=1e-5, atol=1e-5)
+    assert scalar.channel_epsilon is None and not export_norm.has_channel_epsilon(scalar)
+    again = export_graph.XnnInstanceNormalization.from_config(xnn.get_config())
+    assert again.use_channel_epsilon and not again.float_offset
+
+
 def test_delegation_finds_what_runs_outside_xnnpack(tiny):
     """The Keras graph as it is splits around MIRROR_PAD; the XNNPACK form runs in one piece."""
     model = tiny[0]

@@ -39,6 +39,11 @@ flags.DEFINE_enum(
     "validate", None, list(data.VALIDATE_MODES), _help("Image check for --image_dir.", "validate")
 )
 flags.DEFINE_integer("image_size", None, _help("Side of the square training crops.", "image_size"))
+flags.DEFINE_integer(
+    "photo_size",
+    None,
+    "Short side photos are resized to before the random crops (default: --image_size).",
+)
 flags.DEFINE_integer("batch_size", None, _help("Global batch size.", "batch_size"))
 flags.DEFINE_integer("steps", None, _help("Training steps; ignored with --epochs.", "steps"))
 flags.DEFINE_integer("epochs", None, "Passes over the content photos, instead of --steps.")

@@ -36,6 +36,10 @@ class TrainConfig:
         dataset: TFDS name of the content photos.
         data_dir: TFDS data folder.
         image_size: side of the square training crops.
+        photo_size: short side photos are resized to before cropping (None:
+            `image_size`). Set it to the short side of the photos users
+            stylize so that objects and the painting's strokes keep the
+            sizes they will have there (see docs/bundled_styles.md).
         batch_size: global batch size (split across replicas).
         steps: training steps; ignored when `epochs` is set.
         epochs: passes over the photos (needs a known dataset size).
@@ -88,6 +92,7 @@ class TrainConfig:
     dataset: str = "coco/2017"
     data_dir: str | None = None
     image_size: int = 256
+    photo_size: int | None = None
     batch_size: int = 4
     steps: int = 40000
     epochs: int | None = None
@@ -147,6 +152,10 @@ class TrainConfig:
         for name in ("summary_every", "sample_every", "num_samples"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.photo_size is not None and self.photo_size < self.image_size:
+            raise ValueError(
+                f"photo_size must be >= image_size ({self.image_size}), got {self.photo_size}"
+            )
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.learning_rate <= 0:

@@ -116,9 +116,10 @@ def resize_short_side(image, size):
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def crop_to_square(image, size, augment=True, seed=None):
-    """Short side to `size`, then a random (or central) size x size crop and a random flip."""
-    image = resize_short_side(image, size)
+def crop_to_square(image, size, augment=True, seed=None, photo_size=None):
+    """Short side to `photo_size` (default `size`), then a random (or central) size x size
+    crop and a random flip."""
+    image = resize_short_side(image, photo_size or size)
     if not augment:
         shape = tf.shape(image)
         top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
@@ -147,7 +148,16 @@ def _check_sizes(image_size, batch_size):
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
 
 
-def _finish(images, image_size, batch_size, *, augment, repeat, seed, encoded, ordered):
+def _check_photo_size(photo_size, image_size):
+    if photo_size is not None and (not isinstance(photo_size, int) or photo_size < image_size):
+        raise ValueError(
+            f"photo_size must be an integer >= image_size ({image_size}), got {photo_size!r}"
+        )
+
+
+def _finish(
+    images, image_size, batch_size, *, augment, repeat, seed, encoded, ordered, photo_size=None
+):
     """One pass of images -> crops -> (repeated) fixed-size batches, prefetched.
 
     `ignore_errors` sits before `repeat`, so an error it drops costs one
@@ -157,7 +167,7 @@ def _finish(images, image_size, batch_size, *, augment, repeat, seed, encoded, o
 
     def to_crop(image):
         image = decode_image(image) if encoded else _to_rgb(image)
-        return crop_to_square(image, image_size, augment, seed)
+        return crop_to_square(image, image_size, augment, seed, photo_size)
 
     # Order matters for unshuffled or seeded streams; otherwise let fast images overtake.
     deterministic = ordered or seed is not None
@@ -180,6 +190,7 @@ def image_folder_dataset(
     augment=True,
     validate="full",
     seed=None,
+    photo_size=None,
 ):
     """Batches of random crops from every image file under `directory`.
 
@@ -192,6 +203,10 @@ def image_folder_dataset(
         augment: random crops and flips; False takes central crops.
         validate: "full", "header" or "none" (see `scan_image_files`).
         seed: makes shuffling, cropping and flipping repeatable.
+        photo_size: short side the photos are resized to before cropping
+            (default `image_size`: crops span the short side). Larger values
+            crop a part of a larger photo, so the crops show objects at the
+            scale of larger photos (e.g. those the network will stylize).
 
     Returns:
         (tf.data.Dataset of (batch_size, image_size, image_size, 3) float32,
@@ -201,6 +216,7 @@ def image_folder_dataset(
         ValueError: on bad sizes, a missing folder, or no readable image.
     """
     _check_sizes(image_size, batch_size)
+    _check_photo_size(photo_size, image_size)
     good, skipped = scan_image_files(images.list_image_files(directory), validate)
     if not good:
         raise ValueError(f"None of the {len(skipped)} image files under {directory} is readable")
@@ -217,6 +233,7 @@ def image_folder_dataset(
         seed=seed,
         encoded=True,
         ordered=not shuffle,
+        photo_size=photo_size,
     )
     return dataset, DatasetInfo(str(directory), len(good), skipped)
 
@@ -236,6 +253,7 @@ def tfds_dataset(
     shuffle_buffer=128,
     download=True,
     seed=None,
+    photo_size=None,
 ):
     """Batches of random crops from the images of a TFDS dataset.
 
@@ -246,8 +264,8 @@ def tfds_dataset(
         data_dir: TFDS data folder (None: TFDS's default).
         manual_dir: folder holding manually downloaded source archives.
         image_key: the image feature of each example.
-        image_size, batch_size, shuffle, repeat, augment, seed: as in
-            `image_folder_dataset`.
+        image_size, batch_size, shuffle, repeat, augment, seed, photo_size: as
+            in `image_folder_dataset`.
         shuffle_buffer: decoded images buffered for shuffling (on top of TFDS'
             file shuffling); about 1 MB each for COCO.
         download: let TFDS download and prepare the dataset if missing.
@@ -258,6 +276,7 @@ def tfds_dataset(
     import tensorflow_datasets as tfds
 
     _check_sizes(image_size, batch_size)
+    _check_photo_size(photo_size, image_size)
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     dataset, info = tfds.load(
         name,
@@ -283,6 +302,7 @@ def tfds_dataset(
         seed=seed,
         encoded=False,
         ordered=not shuffle,
+        photo_size=photo_size,
     )
     num = info.splits[split].num_examples if split in info.splits else None
     return dataset, DatasetInfo(name, num)

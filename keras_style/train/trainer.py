@@ -44,6 +44,7 @@ def _dataset(config):
         dataset=config.dataset,
         data_dir=config.data_dir,
         image_size=config.image_size,
+        photo_size=config.photo_size,
         batch_size=config.batch_size,
         seed=config.seed,
         **({"validate": config.validate} if config.image_dir else {}),

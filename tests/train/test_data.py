@@ -104,6 +104,23 @@ def test_resize_short_side_upscales_and_keeps_aspect():
     assert tuple(out.shape) == (150, 100, 3)
 
 
+def test_photo_size_crops_a_part_of_the_enlarged_photo(image_dir):
+    # A horizontal ramp 0..255 over 64 px: a crop of the whole short side spans most of the
+    # range; after enlarging the short side to 4x the crop, a crop spans about a quarter.
+    ramp = np.broadcast_to(np.linspace(0, 255, 64)[None, :, None], (64, 64, 3)).astype(np.uint8)
+    image = tf.constant(ramp)
+    whole = data.crop_to_square(image, 32, augment=False).numpy()
+    part = data.crop_to_square(image, 32, augment=False, photo_size=128).numpy()
+    assert whole.shape == part.shape == (32, 32, 3)
+    spread = lambda crop: crop[..., 0].max() - crop[..., 0].min()  # noqa: E731
+    assert spread(whole) > 200 and 40 < spread(part) < 80
+    assert part[..., 0].mean() == pytest.approx(127.5, abs=3)  # the central part
+    with pytest.raises(ValueError, match="photo_size must be an integer >= image_size"):
+        data.image_folder_dataset(image_dir, image_size=32, photo_size=16)
+    dataset, _ = data.image_folder_dataset(image_dir, image_size=16, batch_size=2, photo_size=64)
+    assert next(iter(dataset)).shape == (2, 16, 16, 3)
+
+
 @pytest.mark.parametrize("kwargs", [{"image_size": 0}, {"batch_size": 0}, {"image_size": 8}])
 def test_bad_sizes_are_value_errors(image_dir, kwargs):
     with pytest.raises(ValueError):

@@ -286,6 +286,18 @@ def test_checkpoints_are_atomic_pruned_and_checked(tmp_path):
         manager.restore(manager.latest(), new_net, other)
 
 
+def test_photo_size_reaches_the_pipeline_and_is_checked(tmp_path, files, monkeypatch):
+    config = _config(tmp_path, files, photo_size=64, steps=1)
+    seen = {}
+    real = trainer.data.content_dataset
+    monkeypatch.setattr(trainer.data, "content_dataset", lambda **kw: seen.update(kw) or real(**kw))
+    dataset, _ = trainer._dataset(config)
+    assert seen["photo_size"] == 64 and seen["image_size"] == 32
+    assert next(iter(dataset)).shape == (config.batch_size, 32, 32, 3)
+    with pytest.raises(ValueError, match="photo_size must be >= image_size"):
+        _config(tmp_path, files, photo_size=16)
+
+
 def test_config_validation_and_presets(tmp_path):
     with pytest.raises(ValueError, match="Unknown config keys"):
         TrainConfig.from_dict({"style_image": "x.jpg", "stpes": 3})

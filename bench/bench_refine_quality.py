@@ -6,16 +6,19 @@
         --extra great_wave:painting_512:runs/exp_gw_s512 \
         --out docs/bundled_styles/refine_quality.json --plot docs/bundled_styles/refine_quality.png
 
-For each style, the checkpoints at `--steps` of its work dir
+For each style, the checkpoints at `--steps` (those before the run's end) of its work dir
 `<runs>/refine_<style>` (or `<runs>/keep/refine_<style>/ckpt-N`, where they
 were copied before they were pruned) are measured on the held-out photos as
 `training.report_styles --photos_dir` measures them: stylized at full
 resolution with `FastStylizer`, distances at a 384 px long side. Step 0 is
 the network the run started from, read from `--before`, and the last point
 (the run's final step) the finished network, read from `--after` (both
-report.json files of `training.report_styles`). Wall time of a point is the step times the run's
-mean seconds per step (its runs.json). `--extra STYLE:LABEL:WORKDIR` adds the
-final model of another work dir as a single point (a recipe tried). The plot
+report.json files of `training.report_styles`). Checkpoints already measured
+in an existing `--out` file are taken from it, so styles can be measured as
+their runs finish and the report completed at the end. Wall time of a point
+is the step times the run's mean seconds per step (its runs.json).
+`--extra STYLE:LABEL:WORKDIR` adds the final model of another work dir as a
+single point (a recipe tried). The plot
 has style distance and content distance against wall time, one line per
 style, with the targets of the training issue (0.10 and 0.60) dashed.
 """
@@ -74,6 +77,14 @@ def _measure(model, photos, painting, extractor):
     return {k: figures[k] for k in ("style_distance", "content_distance")}
 
 
+def _measured_before(out, style):
+    """{step: point} of `style`'s checkpoints in an earlier report at `out` (reused, not rerun)."""
+    if not Path(out).is_file():
+        return {}
+    entry = json.loads(Path(out).read_text()).get("styles", {}).get(style, {})
+    return {p["step"]: p for p in entry.get("points", []) if p.get("checkpoint")}
+
+
 def _style_points(args, style, photos, extractor, tmp):
     from keras_style.core import images
 
@@ -85,13 +96,19 @@ def _style_points(args, style, photos, extractor, tmp):
     after = json.loads(Path(args.after).read_text())["styles"][style]
     points = [{"step": 0, **{k: before[k] for k in TARGETS}}]
     checkpoints = _checkpoints(args.runs, style)
-    for step in [int(s) for s in args.steps.split(",")]:
+    measured = _measured_before(args.out, style)
+    final_step = runs[-1]["to_step"]
+    for step in [int(s) for s in args.steps.split(",") if int(s) < final_step]:
         if step not in checkpoints:
             raise ValueError(f"{style}: no checkpoint at step {step} under {args.runs}")
+        if step in measured:
+            points.append({k: measured[step][k] for k in ("step", "checkpoint", *TARGETS)})
+            continue
         model = _model_file(checkpoints[step], config, tmp)
-        points.append({"step": step, **_measure(model, photos, painting, extractor)})
+        figures = _measure(model, photos, painting, extractor)
+        points.append({"step": step, "checkpoint": True, **figures})
         print(style, points[-1], flush=True)
-    points.append({"step": runs[-1]["to_step"], **{k: after[k] for k in TARGETS}})
+    points.append({"step": final_step, **{k: after[k] for k in TARGETS}})
     for point in points:
         point["wall_s"] = round(point["step"] * per_step, 1)
     return {"seconds_per_step": per_step, "runs": runs, "config": config, "points": points}

@@ -37,9 +37,9 @@ class TrainConfig:
         data_dir: TFDS data folder.
         image_size: side of the square training crops.
         photo_size: short side photos are resized to before cropping (None:
-            `image_size`). Set it to the short side of the photos users
-            stylize so that objects and the painting's strokes keep the
-            sizes they will have there (see docs/bundled_styles.md).
+            `image_size`, crops span the short side). Larger values show
+            objects at the scale of larger photos; in a 300-step trial on the
+            bundled great_wave it did not help (docs/bundled_styles.md).
         batch_size: global batch size (split across replicas).
         steps: training steps; ignored when `epochs` is set.
         epochs: passes over the photos (needs a known dataset size).

@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from bench_report import environment  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import keras_style  # noqa: E402
@@ -51,6 +52,15 @@ def parse_args():
     p.add_argument("--memory_size", type=int, default=2048)
     p.add_argument("--memory_iterations", type=int, default=3)
     p.add_argument("--out_dir", default="docs")
+    p.add_argument(
+        "--style_weight",
+        type=float,
+        default=None,
+        help="style weight of both the baseline and the default (None: the package default)",
+    )
+    p.add_argument(
+        "--name", default="gatys_benchmark", help="stem of the JSON and PNG written to --out_dir"
+    )
     return p.parse_args()
 
 
@@ -64,6 +74,7 @@ def timed_stylize(content, style, args, **options):
         size=args.size,
         backbone=args.backbone,
         vgg_weights=args.vgg_weights,
+        style_weight=args.style_weight,
         verbose=0,
         callback=lambda *a: stamps.append(time.perf_counter()),
         callback_every=1,
@@ -139,6 +150,7 @@ def quality(args, report):
     dist = distances(content, style, outputs, args)
     report["quality"] = {
         "size": args.size,
+        "style_weight": args.style_weight,
         "default_precision": vgg.resolve_precision("auto"),
         "baseline_seconds": base_s,
         "default_seconds": ours_s,
@@ -180,7 +192,7 @@ def quality(args, report):
             f"baseline Adam x{args.baseline_steps} ({base_s:.0f} s)": base,
             f"default stylize() ({ours_s:.0f} s, {q['default_precision']})": ours,
         },
-        out / "gatys_benchmark.png",
+        out / f"{args.name}.png",
     )
 
 
@@ -232,6 +244,7 @@ def memory(args, report):
 def main():
     args = parse_args()
     report = {
+        "environment": environment(),
         "backbone": args.backbone,
         "vgg_weights": args.vgg_weights,
         "content": args.content,
@@ -243,7 +256,7 @@ def main():
             fn(args, report)
     report["this_process_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     Path(args.out_dir).mkdir(exist_ok=True)
-    with images.atomic_write(Path(args.out_dir) / "gatys_benchmark.json") as tmp:
+    with images.atomic_write(Path(args.out_dir) / f"{args.name}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

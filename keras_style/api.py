@@ -19,6 +19,7 @@ from keras_style.core import images as image_lib
 from keras_style.core import losses
 from keras_style.fast import styles
 from keras_style.slow import cache, optimize
+from keras_style.slow.options import DEFAULT_ITERATIONS
 from keras_style.slow.options import DEFAULTS as _SLOW
 
 
@@ -77,7 +78,7 @@ def stylize(
         size: slow path: long side of the output in pixels (None: the
             content's size).
         iterations: slow path: optimizer iterations per pyramid level
-            (default 130 for L-BFGS, 300 for Adam).
+            (default 160 for L-BFGS, 300 for Adam).
         optimizer: slow path: "lbfgs" (default) or "adam".
         learning_rate: slow path: Adam step size in pixel units.
         init: slow path: "color_matched" (default: the photo recoloured to
@@ -196,7 +197,8 @@ def _stylize_slow(
     content_image = image_lib.load_image(content)
     style_images = [image_lib.load_image(s) for s in styles]
     if iterations is None:
-        iterations = 300 if options.get("optimizer") == "adam" else 130
+        optimizer = options.get("optimizer", _SLOW.optimizer)  # unknown: ValueError below
+        iterations = DEFAULT_ITERATIONS.get(optimizer, _SLOW.iterations)
     config = optimize.OptimizeConfig(iterations=iterations, **options)
     content_image, crop = _pad_thin(content_image, config)
     loss_config = _loss_config(

@@ -374,9 +374,10 @@ def test_optimize_config_defaults_are_the_cli_and_api_defaults():
 
     from keras_style import api
     from keras_style.slow import optimize
-    from keras_style.slow.options import OptimizeConfig
+    from keras_style.slow.options import DEFAULT_ITERATIONS, OptimizeConfig
 
     assert optimize.OptimizeConfig is OptimizeConfig  # one option group, two import paths
+    assert OptimizeConfig().iterations == DEFAULT_ITERATIONS[OptimizeConfig().optimizer]
     args = cli.build_parser().parse_args(["stylize", "photo.jpg", "painting.jpg", "-o", "o.png"])
     from_cli = {
         "size": args.size,
@@ -391,7 +392,7 @@ def test_optimize_config_defaults_are_the_cli_and_api_defaults():
     }
     signature = inspect.signature(api.stylize).parameters
     for field in dataclasses.fields(OptimizeConfig):
-        if field.name == "iterations":  # None in both: 130 for L-BFGS, 300 for Adam
+        if field.name == "iterations":  # None in both: DEFAULT_ITERATIONS
             assert args.iterations is None and signature["iterations"].default is None
             continue
         assert from_cli[field.name] == field.default, field.name

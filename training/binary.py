@@ -10,8 +10,13 @@ from absl import app
 
 from keras_style.core import process
 
+#: What a resumable binary prints when Ctrl-C stops it (exit code 130).
+RESUMABLE_INTERRUPTED = (
+    "interrupted: rerun the same command to resume from the newest checkpoint of the work dir"
+)
 
-def run_cleanly(argv, run, quiet_native_logs=False):
+
+def run_cleanly(argv, run, quiet_native_logs=False, interrupted=None):
     """Runs a binary's `run()`; bad input exits with code 2 and one line on stderr.
 
     Args:
@@ -19,13 +24,15 @@ def run_cleanly(argv, run, quiet_native_logs=False):
         run: the binary's work, raising `ValueError` on bad input or options.
         quiet_native_logs: keep TensorFlow's C++ start-up lines off stderr
             (see `keras_style.core.process.native_stderr_silenced`).
+        interrupted: the line printed when Ctrl-C stops the binary (exit code
+            130 instead of a traceback); None lets `KeyboardInterrupt` propagate.
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.getLogger("keras_style").setLevel(logging.INFO)
     quiet = process.native_stderr_silenced() if quiet_native_logs else contextlib.nullcontext()
     with quiet:
-        code = process.run_cleanly(run)
+        code = process.run_cleanly(run, interrupted=interrupted)
     if code:
         sys.exit(code)
 

@@ -52,6 +52,12 @@ flags.DEFINE_float("content_weight", None, _help("Weight of the content loss.", 
 flags.DEFINE_float("style_weight", None, _help("Weight of the style loss.", "style_weight"))
 flags.DEFINE_float("tv_weight", None, _help("Weight of the total-variation loss.", "tv_weight"))
 flags.DEFINE_float(
+    "tone_weight", None, _help("Weight of the tone term (local mean luminance).", "tone_weight")
+)
+flags.DEFINE_integer(
+    "tone_scale", None, _help("Block side (pixels) of the tone term's averages.", "tone_scale")
+)
+flags.DEFINE_float(
     "pixel_weight", None, _help("Weight of the L1 pixel loss (distill loss only).", "pixel_weight")
 )
 flags.DEFINE_string("content_layers", None, 'JSON {VGG layer: weight}, e.g. {"block4_conv2": 1}.')

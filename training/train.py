@@ -36,7 +36,7 @@ def run():
 
 
 def main(argv):
-    binary.run_cleanly(argv, run)
+    binary.run_cleanly(argv, run, interrupted=binary.RESUMABLE_INTERRUPTED)
 
 
 if __name__ == "__main__":

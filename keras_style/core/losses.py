@@ -18,6 +18,12 @@ from keras_style.core import vgg
 
 _EPS = 1e-8
 
+#: Key of the photo's tone map in `PerceptualLoss.content_targets` (when `tone_weight` > 0).
+TONE_TARGET = "tone"
+
+#: ITU-R BT.601 luma weights of R, G, B.
+_LUMA = (0.299, 0.587, 0.114)
+
 
 @dataclasses.dataclass
 class LossConfig:
@@ -29,6 +35,13 @@ class LossConfig:
         content_weight: weight of the (relative) content error.
         style_weight: weight of the (relative) Gram error.
         tv_weight: weight of the total-variation smoothness term.
+        tone_weight: weight of the tone term: the relative error between the
+            output's and the photo's local mean luminance (`tone_map`). Gram
+            statistics ignore where light and dark are; a fast network trained
+            on crops can satisfy them by turning dark objects light. 0 (the
+            default) leaves the term out.
+        tone_scale: side in pixels of the blocks `tone_map` averages over: the
+            scale below which strokes may change the luminance freely.
     """
 
     content_layers: dict = dataclasses.field(
@@ -38,6 +51,8 @@ class LossConfig:
     content_weight: float = 1.0
     style_weight: float = 10.0
     tv_weight: float = 1.0
+    tone_weight: float = 0.0
+    tone_scale: int = 16
 
     def __post_init__(self):
         for name in ("content_layers", "style_layers"):
@@ -46,9 +61,11 @@ class LossConfig:
                 raise ValueError(
                     f"{name} must map layer names to non-negative weights, got {layers}"
                 )
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "tone_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.tone_scale) != self.tone_scale or self.tone_scale < 1:
+            raise ValueError(f"tone_scale must be a positive integer, got {self.tone_scale}")
 
     @property
     def layers(self):
@@ -105,6 +122,19 @@ def total_variation(images):
     return dx + dy
 
 
+def tone_map(images, scale):
+    """Local mean luminance of a [0, 255] RGB batch, in [0, 1]: (N, H / scale, W / scale, 1).
+
+    The luma of each pixel averaged over `scale` x `scale` blocks (edge blocks
+    over the pixels they hold): where the picture is light or dark, without
+    its texture.
+    """
+    images = ops.convert_to_tensor(images, "float32")
+    luma = ops.sum(images * ops.convert_to_tensor(_LUMA, "float32"), axis=-1, keepdims=True)
+    scale = int(scale)
+    return ops.average_pool(luma / 255.0, scale, strides=scale, padding="same")
+
+
 class PerceptualLoss:
     """Content + style + TV loss on one frozen VGG feature extractor.
 
@@ -150,17 +180,27 @@ class PerceptualLoss:
         return targets
 
     def content_targets(self, content_images):
-        """{layer: features} of a [0, 255] RGB batch for the content layers."""
-        return self.extractor(content_images, layers=self.config.content_layers)
+        """{layer: features} of a [0, 255] RGB batch for the content layers.
+
+        With a tone term, also {`TONE_TARGET`: the photos' `tone_map`}.
+        """
+        targets = self.extractor(content_images, layers=self.config.content_layers)
+        if self.config.tone_weight > 0:
+            targets = {**targets, TONE_TARGET: tone_map(content_images, self.config.tone_scale)}
+        return targets
 
     def parts(self, images, content_targets, style_targets):
         """Unweighted per-sample loss parts of a [0, 255] RGB batch: {name: (N,)}."""
         features = self.extractor(images)
-        return {
+        parts = {
             "content_loss": content_loss(features, content_targets, self.config.content_layers),
             "style_loss": style_loss(features, style_targets, self.config.style_layers),
             "tv_loss": total_variation(images),
         }
+        if self.config.tone_weight > 0:
+            tones = tone_map(images, self.config.tone_scale)
+            parts["tone_loss"] = relative_error(tones, content_targets[TONE_TARGET])
+        return parts
 
     def __call__(self, images, content_targets, style_targets):
         """Returns (total, parts): the weighted scalar total and the mean of each part."""
@@ -173,4 +213,6 @@ class PerceptualLoss:
             + c.style_weight * parts["style_loss"]
             + c.tv_weight * parts["tv_loss"]
         )
+        if "tone_loss" in parts:
+            total = total + c.tone_weight * parts["tone_loss"]
         return total, parts

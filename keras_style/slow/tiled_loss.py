@@ -196,6 +196,8 @@ class TiledLoss:
 
     def __init__(self, loss, variables, tile_size=1024, halo=None):
         config = loss.config
+        if config.tone_weight > 0:
+            raise ValueError("The tiled loss has no tone term: use tone_weight=0 or tile_size=None")
         geometry = layer_geometry(loss.extractor.model, config.layers)
         self.loss, self.tile_size = loss, int(tile_size)
         self.strides = {name: stride for name, (stride, _) in geometry.items()}

@@ -47,6 +47,8 @@ class TrainConfig:
         content_weight, style_weight, tv_weight: loss weights (scale-free,
             see `keras_style.core.losses`). In "distill" the style term is the
             Gram distance to each target's own Grams (its strokes' statistics).
+        tone_weight, tone_scale: the tone term of the perceptual loss (keeps
+            light and dark where the photo has them; see `losses.LossConfig`).
         pixel_weight: weight of the L1 pixel loss ("distill").
         pair_flip: "distill": mirror half the training pairs left-right.
         pair_crop_step: "distill": training crop offsets are multiples of
@@ -100,6 +102,8 @@ class TrainConfig:
     content_weight: float = 1.0
     style_weight: float = 10.0
     tv_weight: float = 1.0
+    tone_weight: float = 0.0
+    tone_scale: int = 16
     pixel_weight: float = 1.0
     pair_flip: bool = True
     pair_crop_step: int = 1
@@ -198,6 +202,8 @@ class TrainConfig:
             "content_weight": self.content_weight,
             "style_weight": self.style_weight,
             "tv_weight": self.tv_weight,
+            "tone_weight": self.tone_weight,
+            "tone_scale": self.tone_scale,
         }
         if self.content_layers:
             kwargs["content_layers"] = dict(self.content_layers)

@@ -83,6 +83,8 @@ class StyleTrainer(keras.Model):
             if loss == "perceptual"
             else ("pixel_loss", "content_loss", "style_loss", "tv_loss")
         )
+        if loss == "perceptual" and perceptual_loss.config.tone_weight > 0:
+            self.part_names += ("tone_loss",)
         for name in self.part_names:
             setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
 

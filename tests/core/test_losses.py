@@ -45,6 +45,9 @@ def test_total_variation():
         {"content_layers": {"block4_conv2": -1.0}},
         {"style_weight": -1.0},
         {"tv_weight": -0.1},
+        {"tone_weight": -1.0},
+        {"tone_scale": 0},
+        {"tone_scale": 2.5},
     ],
 )
 def test_loss_config_validation(kwargs):
@@ -76,6 +79,33 @@ def test_losses_grow_with_distance(perceptual, photo, painting):
     far = perceptual.parts(painting[None, :40, :48], targets, grams)
     assert float(near["content_loss"][0]) < float(far["content_loss"][0])
     assert float(near["style_loss"][0]) < float(far["style_loss"][0])
+
+
+def test_tone_map_is_block_mean_luminance():
+    image = np.zeros((1, 8, 12, 3), np.float32)
+    image[:, :4, :4] = 255.0  # one white block
+    image[:, 4:, 4:8] = [255.0, 0.0, 0.0]  # one red block
+    tones = _np(losses.tone_map(image, 4))
+    assert tones.shape == (1, 2, 3, 1)
+    np.testing.assert_allclose(tones[0, :, :, 0], [[1.0, 0, 0], [0, 0.299, 0]], atol=1e-6)
+    assert _np(losses.tone_map(image[:, :7, :7], 4)).shape == (1, 2, 2, 1)  # edge blocks kept
+
+
+def test_tone_term_penalises_inverted_tones_not_texture(photo):
+    extractor = vgg.FeatureExtractor(losses.LossConfig().layers, "vgg16", weights=None)
+    loss = losses.PerceptualLoss(extractor, losses.LossConfig(tone_weight=2.0, tone_scale=8))
+    batch = photo[None]
+    targets = loss.content_targets(batch)
+    grams = loss.style_targets([photo])
+    rng = np.random.default_rng(0)
+    texture = np.clip(batch + rng.normal(0, 20, batch.shape), 0, 255).astype(np.float32)
+    textured = loss.parts(texture, targets, grams)["tone_loss"]
+    inverted = loss.parts(255.0 - batch, targets, grams)["tone_loss"]
+    assert float(textured[0]) < 0.01 < float(inverted[0])
+    total, parts = loss(255.0 - batch, targets, grams)
+    without = losses.PerceptualLoss(extractor)(255.0 - batch, targets, grams)[0]
+    assert float(total) == pytest.approx(float(without) + 2.0 * float(parts["tone_loss"]), 1e-4)
+    assert "tone_loss" not in losses.PerceptualLoss(extractor).parts(batch, targets, grams)
 
 
 def test_style_targets_blend(perceptual, photo, painting):

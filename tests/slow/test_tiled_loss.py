@@ -141,3 +141,9 @@ def test_command_line_tile_size(tmp_path, photo_file, painting_file, vgg16_weigh
     assert run("32") == (2, False)  # too small: one error line, exit status 2
     args = cli.build_parser().parse_args(["stylize", "a", "-o", "b", "--tile-size", "0"])
     assert args.tile_size is None
+
+
+def test_tone_term_is_refused_not_ignored(extractor):
+    loss = losses.PerceptualLoss(extractor, losses.LossConfig(tone_weight=1.0))
+    with pytest.raises(ValueError, match="no tone term"):
+        tiled_loss.TiledLoss(loss, extractor.model.variables)

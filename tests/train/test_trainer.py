@@ -71,6 +71,23 @@ def test_tiny_config_loss_falls_and_parts_are_metrics(tmp_path, files):
     assert recombined == pytest.approx(history["loss"][-1], rel=1e-3)
 
 
+def test_tone_term_is_a_metric_and_its_loss_falls(tmp_path, files):
+    config = _config(tmp_path, files, tone_weight=5.0, tone_scale=8)
+    keras.utils.set_random_seed(0)
+    model = trainer.build_trainer(config)
+    batch = 255.0 - np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    history = model.fit(dataset, epochs=4, steps_per_epoch=3, verbose=0).history
+    assert history["tone_loss"][-1] < history["tone_loss"][0], history["tone_loss"]
+    weights = config.loss_config()
+    assert (weights.tone_weight, weights.tone_scale) == (5.0, 8)
+    recombined = sum(
+        getattr(weights, f"{part}_weight") * history[f"{part}_loss"][-1]
+        for part in ("content", "style", "tv", "tone")
+    )
+    assert recombined == pytest.approx(history["loss"][-1], rel=1e-3)
+
+
 def test_bfloat16_network_trains_with_float32_weights(tmp_path, files):
     """net_precision="bfloat16": bf16 compute, float32 master weights, loss falls."""
     config = _config(tmp_path, files, net_precision="bfloat16")
@@ -358,6 +375,29 @@ def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files, precision):
     optimizer_state = np.load(manager.latest() / "optimizer.npz")
     assert int(optimizer_state["v0000"]) == 9, "the optimizer's step count was restored too"
     assert (workdir / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path, files):
+    workdir = tmp_path / "interrupted"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = _train_command(workdir, files, steps=9)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    first = workdir / "checkpoints" / "ckpt-3" / "state.json"
+    deadline = time.time() + 240
+    while not first.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "rerun the same command to resume" in stderr.strip().splitlines()[-1]
+    stopped_at = CheckpointManager(workdir / "checkpoints").steps()[-1]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed at {stopped_at}" in result.stdout
 
 
 class _StateAtStart(keras.callbacks.Callback):

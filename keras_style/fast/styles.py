@@ -159,7 +159,9 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None, figures=No
     training configuration saved beside the model (the work dir's
     `config.json`, if any), its runs (`runs.json`: steps, wall time and
     command of each run) and the model's file name, so anyone can retrain
-    the style with the same preset.
+    the style with the same preset. A network that continued a bundled
+    style (`init_from` naming one) also keeps that style's own `training`
+    entry under `training.started_from`, so a card tells the whole lineage.
 
     Args:
         model_path: a `.keras` file written by `training.train` (e.g.
@@ -186,6 +188,9 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None, figures=No
     for key in ("config", "runs"):
         saved = path.parent / f"{key}.json"
         training[key] = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+    parent = (training["config"] or {}).get("init_from")
+    if is_style_name(parent) and parent in list_styles(assets_dir):
+        training["started_from"] = style_card(parent, assets_dir).get("training")
     card = {"painting": dict(painting), "training": training}
     if figures:
         card["figures"] = figures

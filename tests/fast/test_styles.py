@@ -188,6 +188,18 @@ def test_bundle_trained_model_records_training(trained, tmp_path, net):
     )
 
 
+def test_refined_style_card_keeps_the_lineage(trained, tmp_path):
+    folder = tmp_path / "styles"
+    styles.bundle_trained_model(trained, "tiny", PAINTING, assets_dir=folder)
+    first = styles.style_card("tiny", assets_dir=folder)["training"]
+    config = trained.parent / "config.json"
+    config.write_text(json.dumps({"style_image": "wave.jpg", "steps": 3, "init_from": "tiny"}))
+    styles.bundle_trained_model(trained, "tiny", PAINTING, assets_dir=folder)
+    second = styles.style_card("tiny", assets_dir=folder)["training"]
+    assert second["config"]["init_from"] == "tiny"
+    assert second["started_from"] == first
+
+
 @pytest.mark.parametrize(
     "painting, source, match",
     [

@@ -342,6 +342,21 @@ def test_bundled_style_presets_name_their_painting():
         assert config.backbone == "vgg16" and config.head == "clip" and config.steps >= 1000
 
 
+def test_refinement_presets_continue_their_bundled_style():
+    """configs/refine_<style>.json and tone_<style>.json load and name the style's painting."""
+    presets = sorted((REPO / "configs").glob("refine_*.json")) + sorted(
+        (REPO / "configs").glob("tone_*.json")
+    )
+    assert len(presets) >= 4
+    for preset in presets:
+        config = TrainConfig.from_dict(jsonio.read_preset(preset))
+        style = preset.stem.split("_", 1)[1]
+        assert Path(config.style_image).name == f"{style}.jpg"
+        assert config.width == 0.5 and config.head == "clip"  # the bundled networks' shape
+        if preset.stem.startswith("tone_"):
+            assert config.loss_config().tone_weight > 0
+
+
 def _train_command(workdir, files, steps):
     return tiny_train_command(
         workdir, files, f"--steps={steps}", "--checkpoint_every=3", "--sample_every=0"

@@ -80,11 +80,13 @@ def _check_same_job(workdir, config):
         _log.warning("Configuration changed since the last run in %s: %s", workdir, changed)
 
 
-def _record_run(workdir, first_step, last_step, seconds, command):
+def _record_run(workdir, first_step, last_step, seconds, command, interrupted=False):
     """Appends this run's steps, wall time and command to workdir/runs.json.
 
     A style trained in several resumed runs keeps the whole story, which
     `fast.styles.bundle_trained_model` copies into the bundled style's card.
+    An interrupted run counts up to its newest checkpoint (where the next run
+    resumes); its wall time runs to the interruption.
     """
     path = Path(workdir) / "runs.json"
     runs = json.loads(path.read_text()) if path.is_file() else []
@@ -95,6 +97,7 @@ def _record_run(workdir, first_step, last_step, seconds, command):
             "wall_s": round(seconds, 1),
             "command": command,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **({"interrupted": True} if interrupted else {}),
         }
     )
     jsonio.write_json(path, runs)
@@ -158,13 +161,20 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
                     workdir / "samples",
                 )
             )
-        result = trainer.fit(
-            dataset,
-            epochs=1,
-            steps_per_epoch=steps - initial_step,
-            callbacks=[*job_callbacks, *callbacks],
-            verbose=verbose,
-        )
+        try:
+            result = trainer.fit(
+                dataset,
+                epochs=1,
+                steps_per_epoch=steps - initial_step,
+                callbacks=[*job_callbacks, *callbacks],
+                verbose=verbose,
+            )
+        except KeyboardInterrupt:
+            saved = max(manager.steps(), default=initial_step)
+            if chief and saved > initial_step:  # the steps the next run will not redo
+                seconds = time.perf_counter() - started
+                _record_run(workdir, initial_step, saved, seconds, command, interrupted=True)
+            raise
         history = result.history
     model_path = workdir / "model.keras"
     if chief:

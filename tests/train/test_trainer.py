@@ -410,9 +410,15 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path, files):
     assert "Traceback" not in stderr
     assert "rerun the same command to resume" in stderr.strip().splitlines()[-1]
     stopped_at = CheckpointManager(workdir / "checkpoints").steps()[-1]
+    runs = json.loads((workdir / "runs.json").read_text())
+    assert [(r["from_step"], r["to_step"], r["interrupted"]) for r in runs] == [
+        (0, stopped_at, True)
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed at {stopped_at}" in result.stdout
+    runs = json.loads((workdir / "runs.json").read_text())
+    assert [(r["from_step"], r["to_step"]) for r in runs] == [(0, stopped_at), (stopped_at, 9)]
 
 
 class _StateAtStart(keras.callbacks.Callback):

@@ -6,6 +6,8 @@ and --strategy as training.train (`training.flags_common`,
 the same recipe, comma-separated); the loss is the L1 pixel distance
 to the slow method's output (--pixel_weight) plus VGG feature (--content_weight)
 and Gram (--style_weight) distances to it, and total variation (--tv_weight).
+--painting_style_weight adds the perceptual loss's style term, the Gram
+distance to the painting (the hybrid recipe, `configs/recipe_hybrid_256.json`).
 Set the weights you mean in the config: --style_weight defaults to 10, as in
 training.train.
 

@@ -60,6 +60,15 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "pixel_weight", None, _help("Weight of the L1 pixel loss (distill loss only).", "pixel_weight")
 )
+flags.DEFINE_float(
+    "painting_style_weight",
+    None,
+    _help(
+        "Distill loss only: weight of the Gram distance to the painting (--style_image, default "
+        "the dataset's), the hybrid recipe.",
+        "painting_style_weight",
+    ),
+)
 flags.DEFINE_string("content_layers", None, 'JSON {VGG layer: weight}, e.g. {"block4_conv2": 1}.')
 flags.DEFINE_string("style_layers", None, "JSON {VGG layer: weight} for the style loss.")
 flags.DEFINE_integer(

@@ -169,13 +169,29 @@ def pair_dataset(
     return batches, cards
 
 
+def _dataset_painting(cards):
+    """The one painting the datasets were stylized with (the hybrid recipe's style term)."""
+    files = {f for card in cards for f in card["recipe"]["style_files"]}
+    if len(files) != 1:
+        raise ValueError(
+            f"painting_style_weight needs one painting; the datasets blend {sorted(files)}: "
+            "pass style_image"
+        )
+    (path,) = files
+    if not Path(path).is_file():
+        raise ValueError(f"The datasets' painting {path} is not there: pass style_image")
+    return path
+
+
 def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
     """Trains (or resumes training) a fast network on stylized datasets.
 
     Args:
         config: a `TrainConfig`; `loss` is set to "distill",
             `image_size` is the crop size, `pixel_weight`/`content_weight`/
-            `style_weight`/`tv_weight` weigh the loss parts.
+            `style_weight`/`tv_weight` weigh the loss parts and
+            `painting_style_weight` adds the perceptual style term (the hybrid
+            recipe; the painting is `style_image`, or the datasets' own).
         dataset_dirs: the stylized dataset folder, or a list of folders made
             with the same recipe (see `pair_dataset`).
         callbacks: extra Keras callbacks.
@@ -194,6 +210,8 @@ def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
         crop_step=config.pair_crop_step,
         seed=config.seed,
     )
+    if config.painting_style_weight > 0 and not config.style_image:
+        config = config.replace(style_image=_dataset_painting(cards))
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if distribution.is_chief():

@@ -50,6 +50,12 @@ class TrainConfig:
         tone_weight, tone_scale: the tone term of the perceptual loss (keeps
             light and dark where the photo has them; see `losses.LossConfig`).
         pixel_weight: weight of the L1 pixel loss ("distill").
+        painting_style_weight: "distill" only: weight of the perceptual
+            style term, the Gram distance to the painting (`style_image` at
+            `style_size`; `distill.training.distill` takes the dataset's own
+            painting when `style_image` is empty). With it the loss is the
+            hybrid recipe: imitate the slow outputs and match the painting's
+            statistics as the perceptual loss does.
         pair_flip: "distill": mirror half the training pairs left-right.
         pair_crop_step: "distill": training crop offsets are multiples of
             this (16 keeps them on VGG's pooling grid; see `keras_style.distill.training`).
@@ -105,6 +111,7 @@ class TrainConfig:
     tone_weight: float = 0.0
     tone_scale: int = 16
     pixel_weight: float = 1.0
+    painting_style_weight: float = 0.0
     pair_flip: bool = True
     pair_crop_step: int = 1
     content_layers: dict | None = None
@@ -166,6 +173,15 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.loss == "perceptual" and not self.style_image:
             raise ValueError("The perceptual loss needs a style_image")
+        if self.painting_style_weight < 0:
+            raise ValueError(
+                f"painting_style_weight must be >= 0, got {self.painting_style_weight}"
+            )
+        if self.loss == "perceptual" and self.painting_style_weight > 0:
+            raise ValueError(
+                "painting_style_weight is a term of the distill loss; the perceptual loss "
+                "measures style against the painting with style_weight"
+            )
 
     def _check_choice(self, name, choices):
         if getattr(self, name) not in choices:

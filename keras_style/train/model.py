@@ -58,22 +58,35 @@ class StyleTrainer(keras.Model):
             (content, target) batches).
         pixel_weight: weight of the L1 pixel loss in "distill", in units of
             (pixels / 255).
+        painting_style_weight: "distill": weight of the Gram distance to the
+            painting (`style_targets`), the perceptual loss's style term (the
+            hybrid recipe); 0 leaves it out.
         **kwargs: passed to `keras.Model` (e.g. `dtype="mixed_float16"`).
     """
 
     def __init__(
-        self, net, perceptual_loss, style_targets=None, loss="perceptual", pixel_weight=1.0, **kw
+        self,
+        net,
+        perceptual_loss,
+        style_targets=None,
+        loss="perceptual",
+        pixel_weight=1.0,
+        painting_style_weight=0.0,
+        **kw,
     ):
         super().__init__(**kw)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if loss == "perceptual" and not style_targets:
             raise ValueError("The perceptual loss needs style_targets")
+        if painting_style_weight > 0 and not style_targets:
+            raise ValueError("painting_style_weight > 0 needs style_targets (the painting's Grams)")
         self.net = net
         self.vgg = perceptual_loss.extractor.model
         self.perceptual_loss = perceptual_loss
         self.loss_name = loss
         self.pixel_weight = float(pixel_weight)
+        self.painting_style_weight = float(painting_style_weight) if loss == "distill" else 0.0
         self.style_targets = {
             name: np.asarray(value, dtype="float32")
             for name, value in (style_targets or {}).items()
@@ -85,6 +98,8 @@ class StyleTrainer(keras.Model):
         )
         if loss == "perceptual" and perceptual_loss.config.tone_weight > 0:
             self.part_names += ("tone_loss",)
+        if self.painting_style_weight > 0:
+            self.part_names += ("painting_style_loss",)
         for name in self.part_names:
             setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
 
@@ -140,6 +155,12 @@ class StyleTrainer(keras.Model):
             + config.style_weight * parts["style_loss"]
             + config.tv_weight * parts["tv_loss"]
         )
+        if self.painting_style_weight > 0:
+            painting = {k: ops.convert_to_tensor(v) for k, v in self.style_targets.items()}
+            parts["painting_style_loss"] = ops.mean(
+                losses.style_loss(features, painting, config.style_layers)
+            )
+            total = total + self.painting_style_weight * parts["painting_style_loss"]
         return total, parts
 
 
@@ -199,7 +220,9 @@ def build_trainer(config, style_image=None):
     )
     perceptual = losses.PerceptualLoss(extractor, loss_config)
     targets = None
-    if config.loss == "perceptual":
+    if config.loss == "perceptual" or config.painting_style_weight > 0:
+        if style_image is None and not config.style_image:
+            raise ValueError("painting_style_weight > 0 needs a style_image (the painting)")
         if style_image is None:
             style_image = load_style_image(config.style_image, config.style_size)
         targets = {k: np.asarray(v) for k, v in perceptual.style_targets([style_image]).items()}
@@ -214,6 +237,7 @@ def build_trainer(config, style_image=None):
         targets,
         loss=config.loss,
         pixel_weight=config.pixel_weight,
+        painting_style_weight=config.painting_style_weight,
         dtype=policy,
     )
     trainer.compile(

@@ -123,6 +123,13 @@ def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"] == "distill"
     again = distill.distill(config.replace(steps=4), train, verbose=0)
     assert again["initial_step"] == 3 and again["step"] == 4  # resumed, not restarted
+    # The hybrid recipe: the painting's style term, the painting taken from the dataset card.
+    hybrid_config = config.replace(workdir=str(tmp_path / "hybrid"), painting_style_weight=2.0)
+    hybrid = distill.distill(hybrid_config, train, verbose=0)
+    saved_config = json.loads((tmp_path / "hybrid" / "config.json").read_text())
+    assert saved_config["style_image"] == sd.read_card(train)["recipe"]["style_files"][0]
+    assert saved_config["painting_style_weight"] == 2.0
+    assert "painting_style_loss" in hybrid["history"]
 
     report, columns = evaluate.evaluate_on_dataset(
         held_out, {"distilled": summary["model_path"]}, train_dirs=[train]

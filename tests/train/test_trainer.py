@@ -210,6 +210,34 @@ def test_distill_loss_parts_and_weights(tmp_path, files):
     assert float(total) == pytest.approx(expected, rel=1e-5)
 
 
+def test_hybrid_adds_the_painting_style_term(tmp_path, files):
+    """painting_style_weight adds the perceptual style term (Grams of the painting) to distill."""
+    plain = trainer.build_trainer(_config(tmp_path, files, loss="distill", style_weight=0.0))
+    config = _config(tmp_path, files, loss="distill", style_weight=0.0, painting_style_weight=4.0)
+    hybrid = trainer.build_trainer(config)
+    hybrid.net.set_weights(plain.net.get_weights())
+    target = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    base_total, base = plain._distill(target, target)
+    total, parts = hybrid._distill(target, target)
+    assert "painting_style_loss" not in base and float(parts["painting_style_loss"]) > 0.0
+    expected = float(base_total) + 4.0 * float(parts["painting_style_loss"])
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    dataset = tf.data.Dataset.from_tensors((target, 255.0 - target)).repeat()
+    history = hybrid.fit(dataset, epochs=3, steps_per_epoch=3, verbose=0).history
+    assert history["painting_style_loss"][-1] < history["painting_style_loss"][0]
+
+
+def test_painting_style_weight_is_checked(tmp_path, files):
+    with pytest.raises(ValueError, match="painting_style_weight must be >= 0"):
+        _config(tmp_path, files, loss="distill", painting_style_weight=-1.0)
+    with pytest.raises(ValueError, match="term of the distill loss"):
+        _config(tmp_path, files, painting_style_weight=1.0)
+    config = _config(tmp_path, files, loss="distill", painting_style_weight=1.0)
+    config = config.replace(style_image=None)
+    with pytest.raises(ValueError, match="needs a style_image"):
+        trainer.build_trainer(config)
+
+
 def test_train_writes_the_work_dir(tmp_path, files):
     config = _config(tmp_path, files, steps=4)
     result = trainer.train(config, verbose=0)

@@ -1,8 +1,9 @@
 """Three recipes for a fast network at the same CPU budget, generation counted (issue 17).
 
     python bench/bench_distill_recipes.py --work runs/recipes --budget_cpu_h 0.75 \
-        --photos runs/recipes_photos --eval_photos ../shared/data/eval_photos \
-        --out docs/distillation/recipes.json --plot docs/distillation/recipes.png
+        --photos runs/recipes_photos --heldout_photos runs/heldout_photos \
+        --out docs/distillation/recipes.json --plot docs/distillation/recipes.png \
+        [--slow_dir runs/slow/starry_night --sheet docs/distillation/recipes_sheet.jpg]
 
 Phases (each skipped when its output is already there, so a killed run
 continues where it stopped):

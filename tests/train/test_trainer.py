@@ -424,7 +424,9 @@ def test_resume_after_kill_9_ends_at_the_same_step(tmp_path, files, precision):
 def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path, files):
     workdir = tmp_path / "interrupted"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = _train_command(workdir, files, steps=9)
+    # Far more steps than the run can take before Ctrl-C lands: tiny steps take milliseconds,
+    # and a 9-step run once finished between the first checkpoint and the signal.
+    command = _train_command(workdir, files, steps=100_000)
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -442,11 +444,13 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path, files):
     assert [(r["from_step"], r["to_step"], r["interrupted"]) for r in runs] == [
         (0, stopped_at, True)
     ]
+    end = stopped_at + 3
+    command = _train_command(workdir, files, steps=end)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed at {stopped_at}" in result.stdout
     runs = json.loads((workdir / "runs.json").read_text())
-    assert [(r["from_step"], r["to_step"]) for r in runs] == [(0, stopped_at), (stopped_at, 9)]
+    assert [(r["from_step"], r["to_step"]) for r in runs] == [(0, stopped_at), (stopped_at, end)]
 
 
 class _StateAtStart(keras.callbacks.Callback):

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -26,9 +27,14 @@ def run_cleanly(argv, run, quiet_native_logs=False, interrupted=None):
             (see `keras_style.core.process.native_stderr_silenced`).
         interrupted: the line printed when Ctrl-C stops the binary (exit code
             130 instead of a traceback); None lets `KeyboardInterrupt` propagate.
+            Given, SIGINT raises `KeyboardInterrupt` even where the process
+            started with it ignored (a job started with `&` from a script, or
+            under nohup), so `kill -INT` stops a background run cleanly too.
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if interrupted is not None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.getLogger("keras_style").setLevel(logging.INFO)
     quiet = process.native_stderr_silenced() if quiet_native_logs else contextlib.nullcontext()
     with quiet:

@@ -427,8 +427,16 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path, files):
     # Far more steps than the run can take before Ctrl-C lands: tiny steps take milliseconds,
     # and a 9-step run once finished between the first checkpoint and the signal.
     command = _train_command(workdir, files, steps=100_000)
+    # Started with SIGINT ignored, as a background job of a script or CI runner is: the
+    # binary still stops on it (`kill -INT`), as it does on Ctrl-C in a terminal.
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     first = workdir / "checkpoints" / "ckpt-3" / "state.json"
     deadline = time.time() + 240

@@ -1,14 +1,16 @@
 """How many blocks the int8 TFLite model keeps in float: latency against quality.
 
     python bench/bench_int8_float_blocks.py --out docs/tflite_xnnpack/int8_float_blocks.json \
-        [--styles great_wave,starry_night,udnie,woman_with_hat_matisse] [--blocks 0,1,2]
+        [--styles great_wave,starry_night,udnie,woman_with_hat_matisse] [--blocks 0,1,2] \
+        [--heads float,int8]
 
-Full int8 keeps the output head and `--int8_float_blocks` conv blocks before
-it in float (`export.convert.prepare_for_quantization`). Fewer float blocks
-make the file faster on CPUs with int8 dot products and move its output
-further from the float network's. For every bundled style this converts the
-any-size float32 and float16 models and one int8 model per block count
-(XNNPACK graph, the exporter's default) and writes:
+Full int8 keeps `--int8_float_blocks` conv blocks before the output head in
+float, and the head itself with `--int8_float_head`
+(`export.convert.prepare_for_quantization`). Fewer float layers make the file
+faster on CPUs with int8 dot products and move its output further from the
+float network's. For every bundled style this converts the any-size float32
+and float16 models and one int8 model per block count and head choice
+(`--heads float,int8`; XNNPACK graph, the exporter's default) and writes:
 
 - latency at `--size`x`--size` in the LiteRT interpreter (default XNNPACK
   delegate), 1 and 2 threads, median of interleaved repetitions, for
@@ -33,17 +35,22 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 
-def _files(model, blocks, calibration, folder, style):
+def _files(model, blocks, heads, calibration, folder, style):
     from keras_style.export import convert
 
     paths = {}
-    for name, quantization, count in [
+    int8 = [(b, h) for b in blocks for h in heads]
+    for name, quantization, variant in [
         ("float32", "float32", None),
         ("float16", "float16", None),
-        *((f"int8_{b}_float_blocks", "int8", b) for b in blocks),
+        *((f"int8_{b}_float_blocks_{h}_head", "int8", (b, h)) for b, h in int8),
     ]:
         path = Path(folder) / f"{style}_{name}.tflite"
-        extra = {} if count is None else {"calibration": calibration, "float_blocks": count}
+        extra = {}
+        if variant is not None:
+            count, head = variant
+            extra = {"calibration": calibration, "float_blocks": count}
+            extra["float_clip_head"] = head == "float"
         path.write_bytes(convert.convert_model_with_recipe(model, quantization, **extra)[0])
         paths[name] = path
     return paths
@@ -96,6 +103,9 @@ def main():
     parser.add_argument("--styles", default="great_wave,starry_night,udnie,woman_with_hat_matisse")
     parser.add_argument("--timed_style", default="great_wave")
     parser.add_argument("--blocks", default="0,1,2")
+    parser.add_argument(
+        "--heads", default="float,int8", help="clip head of the int8 files: float, int8 or both"
+    )
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--reps", type=int, default=9)
@@ -128,7 +138,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for style in styles:
             model = bundled.load_style(style)
-            paths = _files(model, blocks, calibration, tmp, style)
+            paths = _files(model, blocks, args.heads.split(","), calibration, tmp, style)
             entry = report["styles"].setdefault(style, {})
             if style == args.timed_style and args.what != "quality":
                 threads = [int(t) for t in args.threads.split(",")]

@@ -66,6 +66,9 @@ _FLOAT_BLOCKS = flags.DEFINE_integer(
     _help("int8_float_blocks"),
     lower_bound=0,
 )
+_FLOAT_HEAD = flags.DEFINE_boolean(
+    "int8_float_head", _default("int8_float_head"), _help("int8_float_head")
+)
 _STYLE = flags.DEFINE_string("style_name", None, "Style name for the model cards.")
 _CONFIG = flags.DEFINE_string(
     "training_config",
@@ -86,6 +89,7 @@ FLAG_FIELDS = {
     "threads": "threads",
     "runs": "runs",
     "int8_float_blocks": "int8_float_blocks",
+    "int8_float_head": "int8_float_head",
 }
 
 
@@ -110,6 +114,7 @@ def options_from_flags():
         threads=_ints(_THREADS.value, "threads"),
         runs=_RUNS.value,
         int8_float_blocks=_FLOAT_BLOCKS.value,
+        int8_float_head=_FLOAT_HEAD.value,
     )
 
 

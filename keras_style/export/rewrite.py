@@ -28,11 +28,10 @@ and both can be removed without changing what the network computes in float:
 left untouched) and what it changed, including the float agreement between
 the two networks on the calibration photos.
 
-What still loses the most in full int8 after the rewrite is the output head:
-the 9x9 convolution to 3 channels and the tanh, where every int8 step of the
-pre-tanh value is directly an output error in [0, 255]. `float_head_layers`
-names them so the converter can keep them in float (about 5% of the
-network's multiply-adds).
+What still loses the most in full int8 after the rewrite is the upsampling
+blocks and a tanh head, where every int8 step of the pre-tanh value is
+directly an output error in [0, 255]. `float_head_layers` names them so the
+converter can keep them in float.
 """
 
 import re
@@ -267,27 +266,40 @@ def clip_heads(model):
     return heads
 
 
-def float_head_layers(model, blocks=1):
-    """Layer names an int8 model keeps in float: the output head and the conv blocks before it.
+def float_head_layers(model, blocks=1, clip_head=True):
+    """Layer names an int8 model keeps in float: the conv blocks before the head, and the head.
 
-    The head (conv + tanh, or conv + clip) maps its input straight to output
-    pixels. The block before it (in `TransformerNet`, the last upsampling
-    block: conv, instance norm, ReLU) works at full resolution on few
-    channels, so its int8 rounding also reaches the output nearly unchanged:
-    keeping it in float too takes the bundled styles' int8 models from about
-    26 to 30 dB against float32 for about 10% of the multiply-adds in float.
+    The conv blocks before the head (in `TransformerNet`, the upsampling
+    blocks: conv, instance norm, ReLU) carry the strokes' colour detail on
+    few channels; int8 rounding there reaches the output nearly unchanged:
+    keeping both upsampling blocks in float takes the bundled styles' int8
+    models from about 26 to 32 dB against float32. A tanh head maps each
+    int8 step of its pre-tanh value to an output error, and a residual head
+    adds the input photo, so both always stay in float. A clip head's int8
+    output steps are about one grey level of [0, 255]: on the bundled styles,
+    quantizing it costs 0.1-0.4 dB and saves the largest float convolution
+    (`bench/bench_int8_float_blocks.py`).
 
     Args:
         model: the Keras network.
         blocks: conv blocks before each head to keep in float too (0: the head only).
+        clip_head: keep a plain clip head (conv, scaling, clip) in float too.
     """
     if blocks < 0:
         raise ValueError(f"blocks must be 0 or more, got {blocks}")
     names = []
     for chain in [*tanh_heads(model), *clip_heads(model)]:
         names += _blocks_before(model.get_layer(chain[0]), blocks)
-        names += chain
+        if clip_head or not _is_plain_clip_head(model, chain):
+            names += chain
     return names
+
+
+def _is_plain_clip_head(model, chain):
+    """Whether a head chain is (conv, scaling, clip): no tanh, no residual add."""
+    from keras_style.core.layers import StraightThroughClip
+
+    return len(chain) == 3 and isinstance(model.get_layer(chain[-1]), StraightThroughClip)
 
 
 def _blocks_before(conv, blocks):

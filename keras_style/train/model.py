@@ -226,6 +226,10 @@ def build_trainer(config, style_image=None):
         if style_image is None:
             style_image = load_style_image(config.style_image, config.style_size)
         targets = {k: np.asarray(v) for k, v in perceptual.style_targets([style_image]).items()}
+    if config.seed is not None:
+        # The network's initial weights then depend on the seed alone, not on the random
+        # draws the loss network made while it was built (they differ with its precision).
+        keras.utils.set_random_seed(config.seed)
     policy = config.dtype_policy()
     with dtype_policy(policy):
         net = build_transformer_net(config.width, head=config.head)

@@ -382,13 +382,17 @@ def test_rewrite_is_float_equivalent_and_balances_channels():
     assert export_rewrite.float_head_layers(model, blocks=0) == ["head_conv", "head_tanh"]
 
 
-def test_clip_head_is_kept_in_float_and_needs_no_tanh_clipping():
+def test_clip_head_float_layers_and_no_tanh_clipping():
     from keras_style.core.transformer_net import TransformerNet
     from keras_style.export import rewrite as export_rewrite
 
     model = TransformerNet(width=0.25, head="clip")
     head = ["head_conv", "scale_out", "head_clip"]
     assert export_rewrite.float_head_layers(model, blocks=0) == head
+    assert export_rewrite.float_head_layers(model, blocks=0, clip_head=False) == []
+    blocks = export_rewrite.float_head_layers(model, blocks=2, clip_head=False)
+    assert blocks == export_rewrite.float_head_layers(model, blocks=2)[: len(blocks)]
+    assert "up1_conv" in blocks and not set(head) & set(blocks)
     # By default the last upsampling block (conv, norm, ReLU, the head's padding) stays float too.
     assert export_rewrite.float_head_layers(model) == [
         "head_pad",
@@ -419,6 +423,15 @@ def _weight_dtypes(content, layer):
         for d in details
         if f"/{layer}_1/" in d["name"] and len(d["shape"]) == 4 and d["shape"][1] > 1
     }
+
+
+def _check_one_partition_and_output_range(content):
+    """One XNNPACK partition, nothing outside, and [0, 255] output of the input's shape."""
+    info = export_delegate.delegation(content, (1, 32, 40, 3))
+    assert info["partitions"] == 1 and info["outside"] == {}, info
+    image = make_photo(32, 40, seed=9)[None]
+    output = export_verify.TFLiteRunner(content)(image)
+    assert output.shape == image.shape and 0.0 <= output.min() and output.max() <= 255.0
 
 
 @pytest.mark.slow
@@ -456,11 +469,32 @@ def test_int8_recipe_keeps_the_head_float_and_the_rest_int8(photo_dir):
     assert _weight_dtypes(content, "up2_conv") == {"float32"}
     assert _weight_dtypes(content, "up1_conv") == {"float32"}
     assert _weight_dtypes(content, "res1_a_conv") == {"int8"}
-    info = export_delegate.delegation(content, (1, 32, 40, 3))
-    assert info["partitions"] == 1 and info["outside"] == {}, info
-    image = make_photo(32, 40, seed=9)[None]
-    output = export_verify.TFLiteRunner(content)(image)
-    assert output.shape == image.shape and 0.0 <= output.min() and output.max() <= 255.0
+    _check_one_partition_and_output_range(content)
+
+
+@pytest.mark.slow
+def test_int8_recipe_quantizes_a_clip_head_unless_asked(photo_dir):
+    """Clip heads go int8 by default (one grey level per step); the upsampling blocks stay float."""
+    import keras
+
+    from keras_style.core.transformer_net import TransformerNet
+
+    keras.utils.set_random_seed(3)
+    model = TransformerNet(width=0.25, head="clip")
+    calibration = export_convert.load_photos(images.list_image_files(photo_dir), 32)
+    content, recipe = export_convert.convert_model_with_recipe(
+        model, "int8", calibration=calibration
+    )
+    assert "head_conv" not in recipe["float_layers"] and "up1_conv" in recipe["float_layers"]
+    assert _weight_dtypes(content, "head_conv") == {"int8"}
+    assert _weight_dtypes(content, "up2_conv") == {"float32"}
+    assert _weight_dtypes(content, "res1_a_conv") == {"int8"}
+    _check_one_partition_and_output_range(content)
+    floated, recipe = export_convert.convert_model_with_recipe(
+        model, "int8", calibration=calibration, float_clip_head=True
+    )
+    assert "head_conv" in recipe["float_layers"]
+    assert _weight_dtypes(floated, "head_conv") == {"float32"}
 
 
 @pytest.mark.slow
@@ -474,12 +508,10 @@ def test_residual_head_converts_and_keeps_its_input_path_in_float(photo_dir):
     model = TransformerNet(width=0.25, head="residual")
     head = model.get_layer("head_conv")
     head.set_weights([np.full_like(w, 0.002) for w in head.get_weights()])  # a visible change
-    assert export_rewrite.float_head_layers(model, blocks=0) == [
-        "head_conv",
-        "scale_out",
-        "residual_add",
-        "head_clip",
-    ]
+    residual = ["head_conv", "scale_out", "residual_add", "head_clip"]
+    assert export_rewrite.float_head_layers(model, blocks=0) == residual
+    # The photo it adds back must not be rounded: a residual head stays float regardless.
+    assert export_rewrite.float_head_layers(model, blocks=0, clip_head=False) == residual
     calibration = export_convert.load_photos(images.list_image_files(photo_dir), 32)
     content, recipe = export_convert.convert_model_with_recipe(
         model, "int8", calibration=calibration

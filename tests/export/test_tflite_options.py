@@ -73,6 +73,7 @@ def test_binary_flags_reach_the_options():
     parsed = _run(
         ["--quantization=int8,float16", "--sizes=64,32", "--threads=3", "--int8_io=uint8"]
         + ["--int8_float_blocks=0", "--num_test_photos=0", "--runs=2", "--min_calibration=7"]
+        + ["--int8_float_head"]
     )
     expected = TFLiteOptions(
         quantizations=("float16", "int8"),
@@ -80,6 +81,7 @@ def test_binary_flags_reach_the_options():
         threads=(3,),
         int8_io="uint8",
         int8_float_blocks=0,
+        int8_float_head=True,
         num_test_photos=0,
         runs=2,
         min_calibration=7,

@@ -104,6 +104,18 @@ def test_bfloat16_network_trains_with_float32_weights(tmp_path, files):
     assert stylized.dtype == "float32" and stylized.shape == batch.shape
 
 
+def test_same_seed_same_initial_network_in_every_precision(tmp_path, files):
+    """A float32 and a bfloat16 run of one seed start from the same weights (paired curves)."""
+    weights = {}
+    for precision in ("float32", "bfloat16"):
+        config = _config(tmp_path, files, net_precision=precision, loss_precision=precision)
+        keras.utils.set_random_seed(7)
+        weights[precision] = [np.asarray(w) for w in trainer.build_trainer(config).net.weights]
+    assert len(weights["float32"]) == len(weights["bfloat16"])
+    for a, b in zip(weights["float32"], weights["bfloat16"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bfloat16_checkpoints_hold_float32_weights_and_resume(tmp_path, files):
     import h5py
 

@@ -15,8 +15,10 @@ Then it reads their TensorBoard scalars (window means every 10 steps) and report
 part, the final value (mean of the windows of the last `--final_steps` steps), the noise of
 that figure (standard error over those windows) and the bfloat16 run's difference from the
 float32 run, with `within_noise` true when the difference is smaller than twice the
-combined standard error. Both final networks are also measured on held-out photos at full
-resolution, as the bundled-style report measures them (style and content distance).
+combined standard error. `equal_cpu` compares the loss at equal CPU time instead, with the
+CPU seconds per step of each precision from a `bench_train_step.py` report (`--step_cost`).
+Both final networks are also measured on held-out photos at full resolution, as the
+bundled-style report measures them (style and content distance).
 """
 
 import argparse
@@ -94,6 +96,27 @@ def compare(series, final_steps):
     return {"last_step": last, "final_steps": final_steps, "parts": out}
 
 
+def equal_cpu(series, step_cost, width, final_steps):
+    """Both runs' loss after the same CPU time: bfloat16's last step against float32's.
+
+    `step_cost` is a `bench_train_step.py` report; its median CPU seconds per step at
+    `width` for the float32 baseline and the bfloat16 version give the float32 step that
+    costs what the bfloat16 run's last step cost.
+    """
+    report = json.loads(Path(step_cost).read_text())
+    cpu = {}
+    for run in report["runs"]:
+        if run["width"] == width:
+            cpu["float32" if run["version"] == "baseline" else "bfloat16"] = run["median_cpu_s"]
+    last = int(series["bfloat16"]["loss"][0][-1])
+    step = round(last * cpu["bfloat16"] / cpu["float32"])
+    out = {"cpu_s_per_step": cpu, "step_cost": str(step_cost), "steps": {}}
+    for p, at in (("bfloat16", last), ("float32", step)):
+        stats = final_stats(*series[p]["loss"], at, final_steps)
+        out["steps"][p] = {"step": at, "cpu_s": at * cpu[p], **stats}
+    return out
+
+
 def held_out(args, runs):
     """Full-resolution style and content distance of each run's final network."""
     from keras_style.core import images, losses
@@ -152,7 +175,7 @@ def plot(series, report, path):
         ax.set_xlabel("step")
         ax.set_title(part)
         ax.legend()
-    fig.suptitle("float32 vs bfloat16 training (width 1.0, 256 px, batch 4, same seed)")
+    fig.suptitle("float32 vs bfloat16 training (width 1.0, 256 px, batch 4)")
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
 
@@ -170,6 +193,12 @@ def main():
     )
     parser.add_argument("--parallel", action="store_true", help="train both runs at once")
     parser.add_argument("--final_steps", type=int, default=100)
+    parser.add_argument(
+        "--step_cost",
+        type=Path,
+        default=REPO / "docs" / "training_speed" / "train_step_zen4.json",
+        help="bench_train_step.py report: CPU seconds per step of each precision",
+    )
     parser.add_argument("--eval_photos", type=int, default=12)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plot", type=Path)
@@ -184,6 +213,8 @@ def main():
     report["commands"] = {p: " ".join(c[1:]) for p, c in commands.items()}
     report["runs"] = {p: run_record(args.runs / p) for p in PRECISIONS}
     report["comparison"] = compare(series, args.final_steps)
+    width = json.loads(Path(args.config).read_text())["width"]
+    report["equal_cpu"] = equal_cpu(series, args.step_cost, width, args.final_steps)
     report["held_out"] = held_out(args, args.runs)
     report["curves"] = {
         p: {
@@ -202,6 +233,7 @@ def main():
             f"  bfloat16 {row['bfloat16']['final']:.5g} +- {row['bfloat16']['stderr']:.2g}"
             f"  diff {row['difference']:+.3g}  within noise: {row['within_noise']}"
         )
+    print("equal CPU:", json.dumps(report["equal_cpu"]["steps"]))
     print("held out:", json.dumps({p: report["held_out"][p] for p in PRECISIONS}))
 
 

@@ -277,7 +277,7 @@ def float_head_layers(model, blocks=1, clip_head=True):
     int8 step of its pre-tanh value to an output error, and a residual head
     adds the input photo, so both always stay in float. A clip head's int8
     output steps are about one grey level of [0, 255]: on the bundled styles,
-    quantizing it costs 0.1-0.4 dB and saves the largest float convolution
+    quantizing it costs 0.1-0.6 dB and saves the largest float convolution
     (`bench/bench_int8_float_blocks.py`).
 
     Args:

@@ -109,7 +109,7 @@ class TFLiteOptions:
             keeps in float (more: closer to float32, slower).
         int8_float_head: `int8` keeps a clip output head in float too (tanh
             and residual heads always are); False quantizes it, which costs
-            the bundled styles 0.1-0.4 dB and saves the largest float
+            the bundled styles 0.1-0.6 dB and saves the largest float
             convolution.
         xnnpack_graph: convert the XNNPACK form of the network
             (`export_graph.xnnpack_copy`: one delegate partition, nothing on

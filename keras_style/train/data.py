@@ -16,11 +16,20 @@ all become 8-bit RGB), resize the short side to the crop size (so images
 smaller than the crop are upscaled), take a random crop, flip at random,
 batch with a fixed batch size and prefetch. A decode error that slips past the
 check is dropped by `ignore_errors` (and logged by tf.data), never fatal.
+
+Every random choice is a pure function of the seed and the element's position
+in the stream (stateless ops keyed by (seed, index); pass p of a folder visits
+its files in a permutation keyed by (seed, p)). So `start_batch` rebuilds a
+folder's stream from any batch on without reading the images before it, and a
+resumed training run sees exactly the batches the uninterrupted run would have
+seen. (A TFDS stream cannot be entered in the middle without reading every
+record before it; there `start_batch` starts a fresh stream keyed by it.)
 """
 
 import concurrent.futures
 import dataclasses
 import os
+import random
 import warnings
 
 import tensorflow as tf
@@ -30,6 +39,7 @@ from keras_style.core import images
 from keras_style.train.config import VALIDATE_MODES
 
 _AUTOTUNE = tf.data.AUTOTUNE
+_FOREVER = 2**62  # passes of a repeated stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,16 +126,22 @@ def resize_short_side(image, size):
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def crop_to_square(image, size, augment=True, seed=None, photo_size=None):
+def crop_to_square(image, size, augment=True, key=None, photo_size=None):
     """Short side to `photo_size` (default `size`), then a random (or central) size x size
-    crop and a random flip."""
+    crop and a random flip.
+
+    Args:
+        key: the stateless random key ((2,) integer tensor) of the crop and the
+            flip; needed when `augment`. The same key gives the same crop.
+    """
     image = resize_short_side(image, photo_size or size)
     if not augment:
         shape = tf.shape(image)
         top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
         return tf.ensure_shape(image[top : top + size, left : left + size], [size, size, 3])
-    image = tf.image.random_crop(image, [size, size, 3], seed=seed)
-    return tf.image.random_flip_left_right(image, seed=seed)
+    crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    image = tf.image.stateless_random_crop(image, [size, size, 3], seed=crop_key)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_key)
 
 
 def _to_rgb(image):
@@ -155,29 +171,71 @@ def _check_photo_size(photo_size, image_size):
         )
 
 
-def _finish(
-    images, image_size, batch_size, *, augment, repeat, seed, encoded, ordered, photo_size=None
-):
-    """One pass of images -> crops -> (repeated) fixed-size batches, prefetched.
+def _check_start(start_batch, repeat):
+    if not isinstance(start_batch, int) or isinstance(start_batch, bool) or start_batch < 0:
+        raise ValueError(f"start_batch must be a non-negative integer, got {start_batch!r}")
+    if start_batch and not repeat:
+        raise ValueError("start_batch needs a repeated (training) stream")
 
-    `ignore_errors` sits before `repeat`, so an error it drops costs one
-    element, and a pass that yields nothing ends the dataset instead of
-    spinning forever.
+
+def _seed_or_random(seed):
+    """The stream's seed: `seed`, or a fresh random one (an unrepeatable stream)."""
+    return random.SystemRandom().randrange(2**31) if seed is None else seed
+
+
+def _finish(elements, image_size, batch_size, *, augment, seed, encoded, ordered, photo_size):
+    """(image, element index) pairs -> crops -> fixed-size batches, prefetched.
+
+    Each crop and flip is keyed by (seed, element index): the same element of
+    the stream gets the same crop whichever batch the stream starts at.
     """
 
-    def to_crop(image):
+    def to_crop(image, index):
         image = decode_image(image) if encoded else _to_rgb(image)
-        return crop_to_square(image, image_size, augment, seed, photo_size)
+        key = tf.stack([tf.constant(seed, tf.int64), index])
+        return crop_to_square(image, image_size, augment, key, photo_size)
 
     # Order matters for unshuffled or seeded streams; otherwise let fast images overtake.
-    deterministic = ordered or seed is not None
-    crops = images.map(to_crop, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
+    crops = elements.map(to_crop, num_parallel_calls=_AUTOTUNE, deterministic=ordered)
     crops = crops.ignore_errors(log_warning=True)
-    if repeat:
-        crops = crops.repeat()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return crops.batch(batch_size, drop_remainder=True).prefetch(_AUTOTUNE).with_options(options)
+
+
+def _file_order(count, *, seed, shuffle, repeat, first_element):
+    """(file index, element index) of every element of a folder's stream from `first_element`.
+
+    Pass p visits the files in a permutation keyed by (seed, p), so the stream
+    can be entered at any element by skipping indices, without reading files.
+    """
+    first_pass, offset = divmod(first_element, count)
+    indices = tf.range(count, dtype=tf.int64)
+
+    def one_pass(p):
+        order = indices
+        if shuffle:
+            key = tf.stack([tf.constant(seed, tf.int64), p])
+            order = tf.random.experimental.stateless_shuffle(indices, seed=key)
+        return tf.data.Dataset.from_tensor_slices((order, p * count + indices))
+
+    passes = tf.data.Dataset.range(first_pass, _FOREVER if repeat else first_pass + 1)
+    return passes.flat_map(one_pass).skip(offset)
+
+
+def _check_tensorflow_decodes_one(files):
+    """Raises unless tf.io can decode at least one of `files` (then the stream cannot stall).
+
+    A repeated stream whose every image fails to decode would drop them all
+    forever; PIL's check (or validate="none") can pass files TensorFlow cannot read.
+    """
+    for path in files:
+        try:
+            decode_image(tf.io.read_file(path))
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            continue
+    raise ValueError(f"TensorFlow cannot decode any of the {len(files)} image files")
 
 
 def image_folder_dataset(
@@ -191,6 +249,7 @@ def image_folder_dataset(
     validate="full",
     seed=None,
     photo_size=None,
+    start_batch=0,
 ):
     """Batches of random crops from every image file under `directory`.
 
@@ -207,6 +266,10 @@ def image_folder_dataset(
             (default `image_size`: crops span the short side). Larger values
             crop a part of a larger photo, so the crops show objects at the
             scale of larger photos (e.g. those the network will stylize).
+        start_batch: first batch of the (repeated) stream: with the same seed,
+            the stream from `start_batch` is the one the stream from 0 yields
+            after `start_batch` batches (files that fail to decode aside), at
+            no cost for the batches left out. Resumed training uses it.
 
     Returns:
         (tf.data.Dataset of (batch_size, image_size, image_size, 3) float32,
@@ -217,22 +280,33 @@ def image_folder_dataset(
     """
     _check_sizes(image_size, batch_size)
     _check_photo_size(photo_size, image_size)
+    _check_start(start_batch, repeat)
     good, skipped = scan_image_files(images.list_image_files(directory), validate)
     if not good:
         raise ValueError(f"None of the {len(skipped)} image files under {directory} is readable")
-    files = tf.data.Dataset.from_tensor_slices([str(p) for p in good])
-    if shuffle:
-        files = files.shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
-    encoded = files.map(tf.io.read_file, num_parallel_calls=_AUTOTUNE)
+    paths = [str(p) for p in good]
+    _check_tensorflow_decodes_one(paths)
+    stream_seed = _seed_or_random(seed)
+    order = _file_order(
+        len(paths),
+        seed=stream_seed,
+        shuffle=shuffle,
+        repeat=repeat,
+        first_element=start_batch * batch_size,
+    )
+    files = tf.constant(paths)
+    encoded = order.map(
+        lambda i, index: (tf.io.read_file(tf.gather(files, i)), index),
+        num_parallel_calls=_AUTOTUNE,
+    )
     dataset = _finish(
         encoded,
         image_size,
         batch_size,
         augment=augment,
-        repeat=repeat,
-        seed=seed,
+        seed=stream_seed,
         encoded=True,
-        ordered=not shuffle,
+        ordered=not shuffle or seed is not None,
         photo_size=photo_size,
     )
     return dataset, DatasetInfo(str(directory), len(good), skipped)
@@ -254,6 +328,7 @@ def tfds_dataset(
     download=True,
     seed=None,
     photo_size=None,
+    start_batch=0,
 ):
     """Batches of random crops from the images of a TFDS dataset.
 
@@ -269,6 +344,10 @@ def tfds_dataset(
         shuffle_buffer: decoded images buffered for shuffling (on top of TFDS'
             file shuffling); about 1 MB each for COCO.
         download: let TFDS download and prepare the dataset if missing.
+        start_batch: a resumed run's first step. Entering a shuffled TFDS
+            stream in the middle would read every record before it, so a
+            nonzero value starts a fresh stream keyed by (seed, start_batch)
+            instead of replaying the first images.
 
     Returns:
         (tf.data.Dataset, `DatasetInfo`).
@@ -277,6 +356,8 @@ def tfds_dataset(
 
     _check_sizes(image_size, batch_size)
     _check_photo_size(photo_size, image_size)
+    _check_start(start_batch, repeat)
+    stream_seed = _seed_or_random(seed) + start_batch
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     dataset, info = tfds.load(
         name,
@@ -286,22 +367,26 @@ def tfds_dataset(
         download=download,
         with_info=True,
         download_and_prepare_kwargs={"download_config": download_config} if manual_dir else None,
-        read_config=tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None,
+        read_config=tfds.ReadConfig(shuffle_seed=stream_seed),
     )
     if image_key not in info.features:
         raise ValueError(f"{name} has no feature {image_key!r}; it has {list(info.features)}")
     images = dataset.map(lambda example: example[image_key], num_parallel_calls=_AUTOTUNE)
     if shuffle:
-        images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        images = images.shuffle(shuffle_buffer, seed=stream_seed, reshuffle_each_iteration=True)
+    if repeat:
+        images = images.repeat()
+    elements = tf.data.Dataset.zip(
+        images, tf.data.Dataset.range(start_batch * batch_size, _FOREVER)
+    )
     dataset = _finish(
-        images,
+        elements,
         image_size,
         batch_size,
         augment=augment,
-        repeat=repeat,
-        seed=seed,
+        seed=stream_seed,
         encoded=False,
-        ordered=not shuffle,
+        ordered=not shuffle or seed is not None,
         photo_size=photo_size,
     )
     num = info.splits[split].num_examples if split in info.splits else None

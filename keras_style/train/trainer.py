@@ -11,12 +11,16 @@ The parts: `config` (`TrainConfig`), `model` (`StyleTrainer`, `build_trainer`),
     workdir/checkpoints/ckpt-N/   net weights, optimizer state, step (atomic)
     workdir/logs/                 TensorBoard scalars and sample images
     workdir/samples/step_N.png    the same samples as files
+    workdir/samples.npy           the sample photos (the same in every resumed run)
     workdir/model.keras           the final network
     workdir/runs.json             one record per run: steps, wall time, command
 
 Rerunning the same job after a crash or `kill -9` restores the newest complete
 checkpoint (weights, optimizer moments, step count) and trains only the
-remaining steps, so it ends at the same step as an uninterrupted run.
+remaining steps, so it ends at the same step as an uninterrupted run. A photo
+folder's stream is entered at the checkpoint's batch (`data.image_folder_dataset`
+`start_batch`), so the resumed steps see the photos, crops and flips the
+uninterrupted run would have seen.
 
 Scaling out: see `keras_style.train.distribution`.
 """
@@ -38,7 +42,8 @@ from keras_style.train.summaries import SummaryCallback
 _log = logging.getLogger(__name__)
 
 
-def _dataset(config):
+def _dataset(config, start_batch):
+    """The configured photo stream from batch `start_batch` (where a resumed run continues)."""
     return data.content_dataset(
         image_dir=config.image_dir,
         dataset=config.dataset,
@@ -47,6 +52,7 @@ def _dataset(config):
         photo_size=config.photo_size,
         batch_size=config.batch_size,
         seed=config.seed,
+        start_batch=start_batch,
         **({"validate": config.validate} if config.image_dir else {}),
     )
 
@@ -60,13 +66,24 @@ def total_steps(config, info):
     return config.epochs * max(1, info.num_examples // config.batch_size)
 
 
-def _samples(dataset, count):
-    """The first `count` content images of the stream, for preview images."""
+def _samples(workdir, dataset, count):
+    """The preview images: the stream's first `count` images, kept in the work dir.
+
+    A resumed run's stream starts where the last run stopped; the previews
+    stay the images the job started with, so samples of every run compare.
+    """
     if not count:
         return None
+    path = Path(workdir) / "samples.npy"
+    if path.is_file():
+        kept = np.load(path)
+        if len(kept) >= count:
+            return kept[:count]
     first = next(iter(dataset))
-    content = first[0] if isinstance(first, (tuple, list)) else first
-    return np.asarray(content)[:count]
+    content = np.asarray(first[0] if isinstance(first, (tuple, list)) else first)[:count]
+    with images.atomic_write(path) as tmp:
+        np.save(tmp, content)
+    return content
 
 
 def _check_same_job(workdir, config):
@@ -127,10 +144,13 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
     with distribution.distribution_scope(config.strategy, config.batch_size):
         chief = distribution.is_chief()  # in the scope: under multi_worker only one process writes
         replicas = distribution.num_replicas()
+        manager = CheckpointManager(workdir / "checkpoints", config.keep_checkpoints)
+        latest = manager.latest()
         if dataset is None:
             if config.loss == "distill":
                 raise ValueError("The distill loss needs a dataset of (content, target) pairs")
-            dataset, info = _dataset(config)
+            # Entered where the last run stopped: a resumed run sees the batches it would have.
+            dataset, info = _dataset(config, manager.steps()[-1] if latest else 0)
         else:
             info = data.DatasetInfo("custom dataset", None)
         steps = total_steps(config, info)
@@ -140,15 +160,13 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
         if info.skipped:
             _log.warning("Skipped %d unreadable image files (see data.json)", len(info.skipped))
         trainer = build_trainer(config)
-        manager = CheckpointManager(workdir / "checkpoints", config.keep_checkpoints)
-        latest = manager.latest()
         initial_step = manager.restore(latest, trainer.net, trainer.optimizer) if latest else 0
         if latest:
             _log.info("Resumed from %s (step %d of %d)", latest, initial_step, steps)
     history = {}
     started = time.perf_counter()
     if initial_step < steps:
-        samples = _samples(dataset, config.num_samples)
+        samples = _samples(workdir, dataset, config.num_samples) if chief else None
         job_callbacks = [CheckpointCallback(manager, config.checkpoint_every, initial_step)]
         if chief:
             job_callbacks.append(

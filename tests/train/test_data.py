@@ -96,6 +96,57 @@ def test_training_stream_repeats_with_random_crops_of_small_images(image_dir):
     assert len({x.tobytes() for x in stacked}) > 5, "crops and flips vary between passes"
 
 
+def test_stream_from_a_batch_is_the_rest_of_the_whole_stream(image_dir):
+    """What a resumed training run relies on: start_batch=k continues the stream exactly."""
+
+    def stream(start, count, seed=3):
+        dataset, _ = data.image_folder_dataset(
+            image_dir, image_size=24, batch_size=2, seed=seed, start_batch=start
+        )
+        return [b.numpy() for b in dataset.take(count)]
+
+    whole = stream(0, 9)  # 18 crops of 5 files: the stream crosses three passes
+    for start in (1, 4, 7):
+        rest = stream(start, 9 - start)
+        for i, (got, want) in enumerate(zip(rest, whole[start:], strict=True)):
+            np.testing.assert_array_equal(got, want, err_msg=f"start {start}, batch {i}")
+    assert not np.array_equal(stream(0, 2)[1], stream(0, 2, seed=4)[1])  # the seed matters
+    first_pass = np.concatenate(whole)[:5].reshape(5, -1).mean(axis=1)
+    second_pass = np.concatenate(whole)[5:10].reshape(5, -1).mean(axis=1)
+    assert not np.allclose(first_pass, second_pass), "each pass has its own order and crops"
+
+
+def test_unseeded_streams_differ(image_dir):
+    first, _ = data.image_folder_dataset(image_dir, image_size=24, batch_size=5)
+    second, _ = data.image_folder_dataset(image_dir, image_size=24, batch_size=5)
+    assert not np.array_equal(next(iter(first)).numpy(), next(iter(second)).numpy())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"start_batch": -1}, "non-negative integer"),
+        ({"start_batch": 1.5}, "non-negative integer"),
+        ({"start_batch": 2, "repeat": False}, "repeated"),
+    ],
+)
+def test_bad_start_batch_is_a_value_error(image_dir, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.image_folder_dataset(image_dir, image_size=24, batch_size=2, **kwargs)
+
+
+def test_files_only_pil_reads_are_a_value_error_not_an_endless_stream(tmp_path):
+    """TIFF data under a .png name passes PIL's check; tf.io cannot decode it."""
+    for i in range(2):
+        _write(tmp_path / f"photo{i}.png", seed=i, format="TIFF")
+    with pytest.raises(ValueError, match="TensorFlow cannot decode any of the 2 image files"):
+        data.image_folder_dataset(tmp_path, image_size=16, batch_size=1)
+    _write(tmp_path / "real.png", seed=5)  # one decodable file: a stream that drops the others
+    dataset, info = data.image_folder_dataset(tmp_path, image_size=16, batch_size=2, seed=0)
+    assert info.num_examples == 3
+    assert next(iter(dataset)).shape == (2, 16, 16, 3)
+
+
 def test_resize_short_side_upscales_and_keeps_aspect():
     image = tf.zeros((25, 47, 3), tf.uint8)
     out = data.resize_short_side(image, 64)
@@ -141,6 +192,20 @@ def test_tfds_coco_pipeline_on_mock_data():
     assert all(b.shape == (4, 64, 64, 3) and b.dtype == np.float32 for b in batches)
     assert all(0 <= b.min() and b.max() <= 255 for b in batches)
     assert np.std(np.concatenate(batches)) > 10, "real (mock) pixels, not a constant"
+
+
+def test_tfds_stream_from_a_batch_is_a_fresh_repeatable_stream():
+    """TFDS cannot be entered mid-stream cheaply: start_batch keys a new stream instead."""
+
+    def first_batch(start):
+        with tfds.testing.mock_data(num_examples=6):
+            dataset, _ = data.tfds_dataset(
+                "coco/2017", image_size=32, batch_size=3, seed=1, start_batch=start
+            )
+            return next(iter(dataset)).numpy()
+
+    np.testing.assert_array_equal(first_batch(5), first_batch(5))
+    assert not np.array_equal(first_batch(5), first_batch(0))
 
 
 def test_tfds_unknown_image_feature_is_a_value_error():

@@ -18,6 +18,10 @@ continues where it stopped):
    photos. Each first trains `--probe_steps`, which measures its CPU seconds
    per step, then resumes up to the step count that spends what is left of
    `--budget_cpu_h` (for the two distilled recipes: after the generation).
+   Rerunning with a larger budget resumes every recipe from its last
+   checkpoint for the extra CPU time; `--recipes` picks the recipes (e.g. a
+   variant such as `hybrid_p30`, trained on the same dataset and added to the
+   report without retraining the others).
 3. **measure**: every checkpoint (a point on the curve, charged its share of
    the training's CPU time) stylizes `--eval_photos` whole, at full
    resolution, and is measured at a 384 px long side against the painting and
@@ -54,7 +58,9 @@ RECIPES = {
     "perceptual": ("training.train", "configs/recipe_perceptual_256.json"),
     "distilled": ("training.distill", "configs/recipe_distill_256.json"),
     "hybrid": ("training.distill", "configs/recipe_hybrid_256.json"),
+    "hybrid_p30": ("training.distill", "configs/recipe_hybrid_p30_256.json"),
 }
+DEFAULT_RECIPES = "perceptual,distilled,hybrid"
 SLOW_CONFIG = "configs/recipe_slow_256.json"
 
 
@@ -107,21 +113,35 @@ def _train_command(args, recipe, steps):
     return [*command, f"--dataset_dir={args.work / 'pairs'}"]
 
 
+def _leg(args, state, recipe, steps):
+    """Trains (or resumes) `recipe` up to `steps`, recording the leg's CPU and wall time."""
+    entry = state.setdefault(recipe, {"legs": []})
+    command = _train_command(args, recipe, steps)
+    cpu, wall = _timed(command, args.work / f"{recipe}.log")
+    entry["legs"].append({"to_step": steps, "cpu_s": cpu, "wall_s": wall})
+    entry["command"] = " ".join(command[1:])
+    _save_state(args.work, state)
+
+
 def _train(args, state, recipe, budget_s):
-    """Trains `recipe` for `budget_s` CPU seconds in two legs; returns its training entry."""
+    """Trains `recipe` for `budget_s` CPU seconds; returns its training entry.
+
+    The first leg (`--probe_steps`) measures the CPU seconds per step; the next
+    one resumes to the step count that spends the rest of the budget. A later
+    call with a larger budget adds a leg from the last checkpoint (the cost
+    per step then comes from every leg so far), so a budget can grow without
+    retraining.
+    """
     entry = state.setdefault(recipe, {"legs": []})
     if not entry["legs"]:
-        command = _train_command(args, recipe, args.probe_steps)
-        cpu, wall = _timed(command, args.work / f"{recipe}.log")
-        entry["legs"].append({"to_step": args.probe_steps, "cpu_s": cpu, "wall_s": wall})
-        _save_state(args.work, state)
-    if len(entry["legs"]) == 1:
-        per_step = entry["legs"][0]["cpu_s"] / args.probe_steps
-        steps = max(args.probe_steps, int(budget_s / per_step) // 50 * 50)
-        command = _train_command(args, recipe, steps)
-        cpu, wall = _timed(command, args.work / f"{recipe}.log")
-        entry["legs"].append({"to_step": steps, "cpu_s": cpu, "wall_s": wall})
-        entry["command"] = " ".join(command[1:])
+        _leg(args, state, recipe, args.probe_steps)
+    if entry.get("budget_s", 0.0) < budget_s:
+        legs = entry["legs"]
+        per_step = sum(leg["cpu_s"] for leg in legs) / legs[-1]["to_step"]
+        steps = int(budget_s / per_step) // 50 * 50
+        if steps > legs[-1]["to_step"]:
+            _leg(args, state, recipe, steps)
+        entry["budget_s"] = budget_s
         _save_state(args.work, state)
     return entry
 
@@ -169,12 +189,24 @@ def _curve(args, recipe, entry, offset_s, photos, painting, extractor, measured)
     return points
 
 
-def _against_slow(args, state):
-    """SSIM / distances of the final networks to the slow method on the held-out pairs."""
+def _final_step(state, recipe):
+    return state[recipe]["legs"][-1]["to_step"]
+
+
+def _against_slow(args, state, recipes):
+    """SSIM / distances of the final networks to the slow method on the held-out pairs.
+
+    Each network is measured once per final step (kept in the work dir's state), so
+    adding a recipe or growing a budget re-measures only what changed.
+    """
     from keras_style.quality import evaluate
 
-    if "against_slow" not in state:
-        models = {r: str(args.work / r / "model.keras") for r in RECIPES}
+    done = state.setdefault("against_slow", {"methods": {}})
+    measured = [r for r in done["methods"] if r in RECIPES]
+    steps = done.setdefault("final_steps", {r: _final_step(state, r) for r in measured})
+    todo = [r for r in recipes if steps.get(r) != _final_step(state, r)]
+    if todo:
+        models = {r: str(args.work / r / "model.keras") for r in recipes}
         report, columns = evaluate.evaluate_on_dataset(
             args.work / "heldout", models, args.vgg_weights, train_dirs=[args.work / "pairs"]
         )
@@ -182,7 +214,10 @@ def _against_slow(args, state):
 
         sheet = evaluate.contact_sheet(columns, max_rows=6)
         images.save_image(sheet, args.work / "heldout_sheet.png")
-        state["against_slow"] = {"methods": report["methods"], "num_images": report["num_images"]}
+        done["methods"].update(report["methods"])
+        done["num_images"] = report["num_images"]
+        steps.update({r: _final_step(state, r) for r in recipes})
+        _save_state(args.work, state)
     if "slow_rerun" not in state:
         out = args.work / "slow_rerun.json"
         command = [
@@ -192,7 +227,8 @@ def _against_slow(args, state):
         ]  # fmt: skip
         _timed(command, args.work / "slow_rerun.log")
         state["slow_rerun"] = json.loads(out.read_text())
-    return state["against_slow"], state["slow_rerun"]
+    methods = {k: v for k, v in done["methods"].items() if k in ("photo", "slow", *recipes)}
+    return {"methods": methods, "num_images": done["num_images"]}, state["slow_rerun"]
 
 
 def contact_sheet(args, path):
@@ -201,7 +237,7 @@ def contact_sheet(args, path):
     from keras_style.fast.stylizer import FastStylizer
     from keras_style.quality import style_report
 
-    stylizers = {r: FastStylizer(str(args.work / r / "model.keras")) for r in RECIPES}
+    stylizers = {r: FastStylizer(str(args.work / r / "model.keras")) for r in args.reported}
     rows = []
     for name in args.sheet_photos.split(","):
         photo = images.load_image(Path(args.eval_photos) / f"{name}.jpg")
@@ -250,6 +286,12 @@ def main():
         "--vgg_weights", default=str(SHARED / "weights" / "vgg16_hed_notop_fp16.weights.h5")
     )
     parser.add_argument("--budget_cpu_h", type=float, default=0.75)
+    parser.add_argument(
+        "--recipes",
+        default=DEFAULT_RECIPES,
+        help=f"recipes trained to --budget_cpu_h, comma-separated, of {', '.join(RECIPES)}; the "
+        "report shows every recipe trained in --work, each at its own budget",
+    )
     parser.add_argument("--iterations", type=int, default=60, help="slow-method L-BFGS iterations")
     parser.add_argument("--probe_steps", type=int, default=100)
     parser.add_argument("--every", type=int, default=100, help="checkpoints measured")
@@ -260,13 +302,17 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--plot")
     args = parser.parse_args()
+    args.recipes = args.recipes.split(",")
+    unknown = sorted(set(args.recipes) - set(RECIPES))
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; known: {', '.join(RECIPES)}")
     args.work.mkdir(parents=True, exist_ok=True)
 
     state = _state(args.work)
     generation = _generate(args, state, "pairs", args.photos)
     _save_state(args.work, state)
     budget = args.budget_cpu_h * 3600
-    for recipe in RECIPES:
+    for recipe in args.recipes:
         spent = 0.0 if recipe == "perceptual" else generation["cpu_s"]
         _train(args, state, recipe, budget - spent)
     heldout = _generate(args, state, "heldout", args.heldout_photos)
@@ -288,13 +334,15 @@ def main():
         "eval_photos": sorted(photos),
         "recipes": {},
     }
-    for recipe in RECIPES:
+    # Every recipe trained in this work dir is reported, each with the budget it was given.
+    args.reported = [r for r in RECIPES if state.get(r, {}).get("legs")]
+    for recipe in args.reported:
         entry = state[recipe]
         offset = 0.0 if recipe == "perceptual" else generation["cpu_s"]
         points = _curve(args, recipe, entry, offset, photos, painting, extractor, measured)
         report["recipes"][recipe] = {**entry, "points": points}
     _save_state(args.work, state)
-    report["against_slow"], report["slow_rerun"] = _against_slow(args, state)
+    report["against_slow"], report["slow_rerun"] = _against_slow(args, state, args.reported)
     _save_state(args.work, state)
     write_json(report, args.out)
     if args.plot:

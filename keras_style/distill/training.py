@@ -29,32 +29,35 @@ import tensorflow as tf
 
 from keras_style.core import jsonio
 from keras_style.distill import dataset as stylized_dataset
-from keras_style.train import distribution, trainer
+from keras_style.train import data, distribution, trainer
 
 
-def joint_augment(content, target, crop_size, seed=None, flip=True, crop_step=1):
+def joint_augment(content, target, crop_size, key, flip=True, crop_step=1):
     """The same random crop (and flip) for a (S, S, 3) content image and its target.
 
     Args:
         content, target: (S, S, 3) float32 images.
         crop_size: side of the crop.
-        seed: makes the draws repeatable.
+        key: the stateless random key ((2,) integer tensor) of the crop and
+            the flip: the same key gives the same crop, whatever the order in
+            which a parallel `map` reaches the pairs.
         flip: also mirror the pair left-right half of the time.
         crop_step: crop offsets are multiples of this (1: any offset).
     """
+    crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
     pair = tf.concat([content, target], axis=-1)
     size = tf.shape(pair)[0]
     if crop_step == 1:
-        pair = tf.image.random_crop(pair, [crop_size, crop_size, 6], seed=seed)
+        pair = tf.image.stateless_random_crop(pair, [crop_size, crop_size, 6], seed=crop_key)
     else:
         positions = (size - crop_size) // crop_step + 1
-        draw = tf.random.uniform([2], 0, positions, tf.int32, seed=seed)
+        draw = tf.random.stateless_uniform([2], crop_key, 0, positions, tf.int32)
         top, left = tf.unstack(crop_step * draw)
         pair = tf.ensure_shape(
             pair[top : top + crop_size, left : left + crop_size], [crop_size, crop_size, 6]
         )
     if flip:
-        pair = tf.image.random_flip_left_right(pair, seed=seed)
+        pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_key)
     return pair[..., :3], pair[..., 3:]
 
 
@@ -110,6 +113,14 @@ def _examples(dirs, cards, repeat, shuffle_buffer, seed):
     return tf.data.Dataset.sample_from_datasets(parts, weights, seed=seed)
 
 
+def check_crop_size(cards, crop_size):
+    """Returns the datasets' image size; raises ValueError if `crop_size` does not fit in it."""
+    size = cards[0]["recipe"]["image_size"]
+    if not 16 <= crop_size <= size:
+        raise ValueError(f"crop_size must be in [16, {size}] for this dataset, got {crop_size}")
+    return size
+
+
 def pair_dataset(
     directories,
     crop_size,
@@ -121,6 +132,7 @@ def pair_dataset(
     repeat=True,
     shuffle_buffer=256,
     seed=None,
+    start_batch=0,
 ):
     """Batches of (content, target) pairs from one or several stylized datasets, for `fit`.
 
@@ -138,6 +150,11 @@ def pair_dataset(
         repeat: cycle forever (training).
         shuffle_buffer: examples buffered for shuffling (decoded images), per folder.
         seed: makes the order and the augmentations repeatable.
+        start_batch: a resumed run's first step. Nonzero starts a fresh stream
+            keyed by (seed, start_batch), so a resumed run does not replay
+            the pairs and crops its first run began with; the same
+            (seed, start_batch) gives the same stream. (Entering the shuffled
+            stream exactly at a batch would mean reading every pair before it.)
 
     Returns:
         (tf.data.Dataset of ((B, C, C, 3), (B, C, C, 3)) float32 [0, 255],
@@ -149,18 +166,21 @@ def pair_dataset(
     """
     dirs = _as_dirs(directories)
     cards = read_cards(dirs)
-    size = cards[0]["recipe"]["image_size"]
-    if not 16 <= crop_size <= size:
-        raise ValueError(f"crop_size must be in [16, {size}] for this dataset, got {crop_size}")
+    size = check_crop_size(cards, crop_size)
     total = sum(card["num_examples"] for card in cards)
     if batch_size > total and not repeat:
         raise ValueError(f"batch_size {batch_size} exceeds the {total} pairs")
+    data.check_start_batch(start_batch, repeat)
+    seed = data.seed_or_random(seed) + start_batch
     examples = _examples(dirs, cards, repeat, shuffle_buffer, seed)
     if augment:
-        pairs = examples.map(
-            lambda c, t: joint_augment(c, t, crop_size, seed, flip, crop_step),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def crop(index, pair):
+            # Keyed by (seed, position in the stream): repeatable under a parallel map.
+            key = tf.stack([tf.constant(seed, tf.int64), index])
+            return joint_augment(*pair, crop_size, key, flip, crop_step)
+
+        pairs = examples.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         offset = (size - crop_size) // 2
         window = slice(offset, offset + crop_size)
@@ -202,14 +222,22 @@ def distill(config, dataset_dirs, callbacks=(), verbose="auto"):
     """
     config = config.replace(loss="distill")
     dirs = _as_dirs(dataset_dirs)
-    pairs, cards = pair_dataset(
-        dirs,
-        config.image_size,
-        config.batch_size,
-        flip=config.pair_flip,
-        crop_step=config.pair_crop_step,
-        seed=config.seed,
-    )
+    cards = read_cards(dirs)
+    check_crop_size(cards, config.image_size)  # before any file is written
+
+    def pairs(start_batch):
+        """The pair stream of a run that starts (or resumes) at `start_batch`."""
+        batches, _ = pair_dataset(
+            dirs,
+            config.image_size,
+            config.batch_size,
+            flip=config.pair_flip,
+            crop_step=config.pair_crop_step,
+            seed=config.seed,
+            start_batch=start_batch,
+        )
+        return batches
+
     if config.painting_style_weight > 0 and not config.style_image:
         config = config.replace(style_image=_dataset_painting(cards))
     workdir = Path(config.workdir)

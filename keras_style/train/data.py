@@ -171,14 +171,15 @@ def _check_photo_size(photo_size, image_size):
         )
 
 
-def _check_start(start_batch, repeat):
+def check_start_batch(start_batch, repeat):
+    """Raises ValueError unless `start_batch` is a valid first batch of a (repeated) stream."""
     if not isinstance(start_batch, int) or isinstance(start_batch, bool) or start_batch < 0:
         raise ValueError(f"start_batch must be a non-negative integer, got {start_batch!r}")
     if start_batch and not repeat:
         raise ValueError("start_batch needs a repeated (training) stream")
 
 
-def _seed_or_random(seed):
+def seed_or_random(seed):
     """The stream's seed: `seed`, or a fresh random one (an unrepeatable stream)."""
     return random.SystemRandom().randrange(2**31) if seed is None else seed
 
@@ -280,13 +281,13 @@ def image_folder_dataset(
     """
     _check_sizes(image_size, batch_size)
     _check_photo_size(photo_size, image_size)
-    _check_start(start_batch, repeat)
+    check_start_batch(start_batch, repeat)
     good, skipped = scan_image_files(images.list_image_files(directory), validate)
     if not good:
         raise ValueError(f"None of the {len(skipped)} image files under {directory} is readable")
     paths = [str(p) for p in good]
     _check_tensorflow_decodes_one(paths)
-    stream_seed = _seed_or_random(seed)
+    stream_seed = seed_or_random(seed)
     order = _file_order(
         len(paths),
         seed=stream_seed,
@@ -356,8 +357,8 @@ def tfds_dataset(
 
     _check_sizes(image_size, batch_size)
     _check_photo_size(photo_size, image_size)
-    _check_start(start_batch, repeat)
-    stream_seed = _seed_or_random(seed) + start_batch
+    check_start_batch(start_batch, repeat)
+    stream_seed = seed_or_random(seed) + start_batch
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     dataset, info = tfds.load(
         name,

@@ -127,7 +127,9 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
         config: a `TrainConfig`.
         dataset: a tf.data.Dataset replacing the configured photos: repeated
             batches of content images, or of (content, target) pairs for the
-            "distill" loss (which has no built-in pipeline).
+            "distill" loss (which has no built-in pipeline); or a function
+            `start_batch -> Dataset`, called with the step a resumed run
+            continues from, so it can continue the stream rather than replay it.
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity (1: progress bar with ETA).
         command: the command line that started this run, recorded with its
@@ -146,12 +148,14 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
         replicas = distribution.num_replicas()
         manager = CheckpointManager(workdir / "checkpoints", config.keep_checkpoints)
         latest = manager.latest()
+        start_batch = manager.steps()[-1] if latest else 0
         if dataset is None:
             if config.loss == "distill":
                 raise ValueError("The distill loss needs a dataset of (content, target) pairs")
             # Entered where the last run stopped: a resumed run sees the batches it would have.
-            dataset, info = _dataset(config, manager.steps()[-1] if latest else 0)
+            dataset, info = _dataset(config, start_batch)
         else:
+            dataset = dataset(start_batch) if callable(dataset) else dataset
             info = data.DatasetInfo("custom dataset", None)
         steps = total_steps(config, info)
         if chief:

@@ -38,10 +38,15 @@ def datasets(tmp_path_factory, make_slow_recipe):
 def test_joint_augment_keeps_pairs_aligned():
     content = tf.constant(make_photo(32, 32))
     target = 255.0 - content
+    crops = []
     for seed in range(4):
-        c, t = distill.joint_augment(content, target, 20, seed=seed)
+        c, t = distill.joint_augment(content, target, 20, key=tf.constant([seed, 7]))
         assert c.shape == (20, 20, 3)
         np.testing.assert_allclose(t.numpy(), 255.0 - c.numpy(), atol=1e-4)
+        crops.append(c.numpy())
+    again, _ = distill.joint_augment(content, target, 20, key=tf.constant([3, 7]))
+    np.testing.assert_array_equal(again.numpy(), crops[3])  # the key decides the crop
+    assert any(not np.array_equal(crops[0], c) for c in crops[1:])
 
 
 def test_joint_augment_grid_offsets_and_no_flip():
@@ -49,7 +54,8 @@ def test_joint_augment_grid_offsets_and_no_flip():
     content = tf.constant(np.stack([rows, cols, rows], axis=-1), tf.float32)
     offsets = set()
     for seed in range(12):
-        c, t = distill.joint_augment(content, content, 32, seed=seed, flip=False, crop_step=16)
+        key = tf.constant([seed, 0])
+        c, t = distill.joint_augment(content, content, 32, key, flip=False, crop_step=16)
         top, left = int(c[0, 0, 0]), int(c[0, 0, 1])
         assert top % 16 == 0 and left % 16 == 0 and c[0, 1, 1] == left + 1  # never mirrored
         np.testing.assert_array_equal(c.numpy(), t.numpy())
@@ -96,9 +102,37 @@ def test_pair_dataset_of_several_datasets(datasets, tmp_path):
         distill.pair_dataset([train, other], SIZE, 2)
 
 
+def _stream(batches, count):
+    return [np.asarray(c) for c, _ in batches.take(count)]
+
+
+def test_pair_dataset_resumes_with_a_fresh_repeatable_stream(datasets):
+    """start_batch > 0 (a resumed run) neither replays the first run's stream nor is random."""
+    train, _ = datasets
+    first = _stream(distill.pair_dataset(train, 24, 2, seed=3)[0], 3)
+    resumed = _stream(distill.pair_dataset(train, 24, 2, seed=3, start_batch=5)[0], 3)
+    again = _stream(distill.pair_dataset(train, 24, 2, seed=3, start_batch=5)[0], 3)
+    for a, b in zip(resumed, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, resumed, strict=True))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="start_batch"):
+            distill.pair_dataset(train, 24, 2, start_batch=bad)
+    with pytest.raises(ValueError, match="repeated"):
+        distill.pair_dataset(train, 24, 2, repeat=False, start_batch=2)
+
+
 @pytest.mark.slow
-def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
+def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file, monkeypatch):
     train, held_out = datasets
+    starts = []
+    pair_dataset = distill.pair_dataset
+
+    def recording(*args, start_batch=0, **kwargs):
+        starts.append(start_batch)
+        return pair_dataset(*args, start_batch=start_batch, **kwargs)
+
+    monkeypatch.setattr(distill, "pair_dataset", recording)
     config = TrainConfig(
         workdir=str(tmp_path / "run"),
         loss="distill",
@@ -123,6 +157,7 @@ def test_tiny_distillation_end_to_end(tmp_path, datasets, vgg16_weights_file):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"] == "distill"
     again = distill.distill(config.replace(steps=4), train, verbose=0)
     assert again["initial_step"] == 3 and again["step"] == 4  # resumed, not restarted
+    assert starts == [0, 3]  # the resumed run's pairs are keyed by its first step
     # The hybrid recipe: the painting's style term, the painting taken from the dataset card.
     hybrid_config = config.replace(workdir=str(tmp_path / "hybrid"), painting_style_weight=2.0)
     hybrid = distill.distill(hybrid_config, train, verbose=0)

@@ -582,3 +582,29 @@ def test_init_from_starts_from_a_trained_network(tmp_path, files):
         trainer.build_trainer(refined.replace(init_from=trained, width=0.5))
     with pytest.raises(ValueError, match="neither a model file nor a bundled style"):
         trainer.build_trainer(refined.replace(init_from=str(tmp_path / "missing.keras")))
+
+
+def _is_slow_recipe(values):
+    """A slow-method preset (for `make_stylized_dataset`): its loss is a dict of options."""
+    return isinstance(values.get("loss"), dict) or "optimize" in values
+
+
+def test_every_preset_in_configs_loads(tmp_path):
+    """Each configs/*.json is a valid training config or slow-method recipe, keys and values."""
+    from keras_style.core import images
+    from keras_style.distill.recipe import SlowRecipe
+
+    painting = tmp_path / "painting.png"
+    images.save_image(np.full((32, 32, 3), 128.0, "float32"), painting)
+    presets = sorted((REPO / "configs").glob("*.json"))
+    kinds = set()
+    for preset in presets:
+        values = jsonio.read_preset(preset)
+        if _is_slow_recipe(values):
+            recipe = SlowRecipe(style_files=[str(painting)], **values)
+            assert recipe.image_size >= 16, preset.name
+            kinds.add("slow")
+        else:
+            TrainConfig.from_dict({"style_image": str(painting), **values})
+            kinds.add("train")
+    assert kinds == {"slow", "train"} and len(presets) >= 20

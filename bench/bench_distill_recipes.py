@@ -59,6 +59,8 @@ RECIPES = {
     "distilled": ("training.distill", "configs/recipe_distill_256.json"),
     "hybrid": ("training.distill", "configs/recipe_hybrid_256.json"),
     "hybrid_p30": ("training.distill", "configs/recipe_hybrid_p30_256.json"),
+    "distilled_noflip": ("training.distill", "configs/recipe_distill_noflip_256.json"),
+    "distilled_ssim": ("training.distill", "configs/recipe_distill_ssim_256.json"),
 }
 DEFAULT_RECIPES = "perceptual,distilled,hybrid"
 SLOW_CONFIG = "configs/recipe_slow_256.json"

@@ -5,7 +5,9 @@ and --strategy as training.train (`training.flags_common`,
 `keras_style.train.trainer`), plus --dataset_dir (one dataset, or several made with
 the same recipe, comma-separated); the loss is the L1 pixel distance
 to the slow method's output (--pixel_weight) plus VGG feature (--content_weight)
-and Gram (--style_weight) distances to it, and total variation (--tv_weight).
+and Gram (--style_weight) distances to it, and total variation (--tv_weight);
+--ssim_weight adds 1 - SSIM to it (fits the slow method's strokes several
+times faster, `configs/recipe_distill_ssim_256.json`).
 --painting_style_weight adds the perceptual loss's style term, the Gram
 distance to the painting (the hybrid recipe, `configs/recipe_hybrid_256.json`).
 Set the weights you mean in the config: --style_weight defaults to 10, as in

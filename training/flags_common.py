@@ -61,6 +61,11 @@ flags.DEFINE_float(
     "pixel_weight", None, _help("Weight of the L1 pixel loss (distill loss only).", "pixel_weight")
 )
 flags.DEFINE_float(
+    "ssim_weight",
+    None,
+    _help("Distill loss only: weight of 1 - SSIM to the slow method's output.", "ssim_weight"),
+)
+flags.DEFINE_float(
     "painting_style_weight",
     None,
     _help(

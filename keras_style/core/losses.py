@@ -12,6 +12,7 @@ so the losses run under TensorFlow and JAX alike.
 
 import dataclasses
 
+import numpy as np
 from keras import ops
 
 from keras_style.core import vgg
@@ -120,6 +121,42 @@ def total_variation(images):
     dy = ops.mean(ops.square(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=(1, 2, 3))
     dx = ops.mean(ops.square(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=(1, 2, 3))
     return dx + dy
+
+
+def _gaussian_blur(images, size, sigma):
+    """Separable Gaussian filter, "valid" padding, of (N, H, W, C) images."""
+    offsets = np.arange(size, dtype="float32") - (size - 1) / 2
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    taps = taps / taps.sum()
+    channels = images.shape[-1]
+    rows = np.tile(taps.reshape(size, 1, 1, 1), (1, 1, channels, 1))
+    cols = np.tile(taps.reshape(1, size, 1, 1), (1, 1, channels, 1))
+    images = ops.depthwise_conv(images, ops.convert_to_tensor(rows), padding="valid")
+    return ops.depthwise_conv(images, ops.convert_to_tensor(cols), padding="valid")
+
+
+def ssim(images, references, max_val=255.0, size=11, sigma=1.5):
+    """Per-sample SSIM of (N, H, W, C) images against references. -> (N,)
+
+    Wang et al.'s structural similarity with the constants and the 11-tap,
+    sigma 1.5 Gaussian window of `tf.image.ssim` (what the quality reports
+    measure), written in `keras.ops` so that it can be a loss term under any
+    backend: the mean over valid positions and channels of luminance times
+    contrast-structure agreement. Images need at least `size` pixels a side.
+    """
+    x = ops.convert_to_tensor(images, "float32")
+    y = ops.convert_to_tensor(references, "float32")
+    c1 = (0.01 * max_val) ** 2
+    c2 = (0.03 * max_val) ** 2
+    mean_x = _gaussian_blur(x, size, sigma)
+    mean_y = _gaussian_blur(y, size, sigma)
+    mean_xy = 2.0 * mean_x * mean_y
+    mean_sq = ops.square(mean_x) + ops.square(mean_y)
+    luminance = (mean_xy + c1) / (mean_sq + c1)
+    cross = 2.0 * _gaussian_blur(x * y, size, sigma)
+    energy = _gaussian_blur(ops.square(x) + ops.square(y), size, sigma)
+    structure = (cross - mean_xy + c2) / (energy - mean_sq + c2)
+    return ops.mean(luminance * structure, axis=(1, 2, 3))
 
 
 def tone_map(images, scale):

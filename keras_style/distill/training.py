@@ -6,7 +6,8 @@ training batches of (content, target) pairs and runs the perceptual trainer
 (`keras_style.train.trainer.train`) with its "distill" loss: L1 pixel distance to
 the target plus VGG terms against the target's own features and Gram
 matrices (weights `pixel_weight`, `content_weight` and `style_weight` of the
-`TrainConfig`), plus total variation. Work dir,
+`TrainConfig`), optionally 1 - SSIM to the target (`ssim_weight`), plus
+total variation. Work dir,
 checkpoints and resume, TensorBoard, progress bar and `--strategy` are the
 trainer's; nothing here duplicates them.
 

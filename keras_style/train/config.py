@@ -50,6 +50,9 @@ class TrainConfig:
         tone_weight, tone_scale: the tone term of the perceptual loss (keeps
             light and dark where the photo has them; see `losses.LossConfig`).
         pixel_weight: weight of the L1 pixel loss ("distill").
+        ssim_weight: "distill": weight of 1 - SSIM to the target
+            (`losses.ssim`, the measure of closeness to the slow method the
+            quality reports use); 0 leaves it out.
         painting_style_weight: "distill" only: weight of the perceptual
             style term, the Gram distance to the painting (`style_image` at
             `style_size`; `distill.training.distill` takes the dataset's own
@@ -111,6 +114,7 @@ class TrainConfig:
     tone_weight: float = 0.0
     tone_scale: int = 16
     pixel_weight: float = 1.0
+    ssim_weight: float = 0.0
     painting_style_weight: float = 0.0
     pair_flip: bool = True
     pair_crop_step: int = 1
@@ -173,14 +177,18 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.loss == "perceptual" and not self.style_image:
             raise ValueError("The perceptual loss needs a style_image")
-        if self.painting_style_weight < 0:
-            raise ValueError(
-                f"painting_style_weight must be >= 0, got {self.painting_style_weight}"
-            )
+        for name in ("painting_style_weight", "ssim_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.loss == "perceptual" and self.painting_style_weight > 0:
             raise ValueError(
                 "painting_style_weight is a term of the distill loss; the perceptual loss "
                 "measures style against the painting with style_weight"
+            )
+        if self.loss == "perceptual" and self.ssim_weight > 0:
+            raise ValueError(
+                "ssim_weight is a term of the distill loss (SSIM to the slow output); the "
+                "perceptual loss has no target image"
             )
 
     def _check_choice(self, name, choices):

@@ -61,6 +61,8 @@ class StyleTrainer(keras.Model):
         painting_style_weight: "distill": weight of the Gram distance to the
             painting (`style_targets`), the perceptual loss's style term (the
             hybrid recipe); 0 leaves it out.
+        ssim_weight: "distill": weight of 1 - SSIM to the target (`losses.ssim`);
+            0 leaves it out.
         **kwargs: passed to `keras.Model` (e.g. `dtype="mixed_float16"`).
     """
 
@@ -72,6 +74,7 @@ class StyleTrainer(keras.Model):
         loss="perceptual",
         pixel_weight=1.0,
         painting_style_weight=0.0,
+        ssim_weight=0.0,
         **kw,
     ):
         super().__init__(**kw)
@@ -87,6 +90,7 @@ class StyleTrainer(keras.Model):
         self.loss_name = loss
         self.pixel_weight = float(pixel_weight)
         self.painting_style_weight = float(painting_style_weight) if loss == "distill" else 0.0
+        self.ssim_weight = float(ssim_weight) if loss == "distill" else 0.0
         self.style_targets = {
             name: np.asarray(value, dtype="float32")
             for name, value in (style_targets or {}).items()
@@ -100,6 +104,8 @@ class StyleTrainer(keras.Model):
             self.part_names += ("tone_loss",)
         if self.painting_style_weight > 0:
             self.part_names += ("painting_style_loss",)
+        if self.ssim_weight > 0:
+            self.part_names += ("ssim_loss",)
         for name in self.part_names:
             setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
 
@@ -161,6 +167,9 @@ class StyleTrainer(keras.Model):
                 losses.style_loss(features, painting, config.style_layers)
             )
             total = total + self.painting_style_weight * parts["painting_style_loss"]
+        if self.ssim_weight > 0:
+            parts["ssim_loss"] = 1.0 - ops.mean(losses.ssim(stylized, target))
+            total = total + self.ssim_weight * parts["ssim_loss"]
         return total, parts
 
 
@@ -242,6 +251,7 @@ def build_trainer(config, style_image=None):
         loss=config.loss,
         pixel_weight=config.pixel_weight,
         painting_style_weight=config.painting_style_weight,
+        ssim_weight=config.ssim_weight,
         dtype=policy,
     )
     trainer.compile(

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
 from keras_style.core import losses, vgg
@@ -133,3 +134,23 @@ def test_gram_matrix_matches_the_einsum_definition():
     np.testing.assert_allclose(
         ops.convert_to_numpy(losses.gram_matrix(features)), expected, rtol=1e-5, atol=1e-6
     )
+
+
+def test_ssim_matches_tf_image_ssim():
+    """The loss term and the quality reports measure the same SSIM."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (2, 24, 20, 3)).astype("float32")
+    b = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype("float32")
+    expected = tf.image.ssim(tf.constant(a), tf.constant(b), max_val=255.0).numpy()
+    np.testing.assert_allclose(_np(losses.ssim(a, b)), expected, atol=1e-5)
+    np.testing.assert_allclose(_np(losses.ssim(a, a)), [1.0, 1.0], atol=1e-6)
+
+
+def test_ssim_gradient_moves_towards_the_reference():
+    rng = np.random.default_rng(1)
+    target = rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")
+    image = tf.Variable(np.full_like(target, 128.0))
+    with tf.GradientTape() as tape:
+        value = losses.ssim(image, target)[0]
+    step = image + 1e4 * tape.gradient(value, image)
+    assert float(losses.ssim(step, target)[0]) > float(value)

@@ -250,6 +250,29 @@ def test_painting_style_weight_is_checked(tmp_path, files):
         trainer.build_trainer(config)
 
 
+def test_ssim_term_of_the_distill_loss(tmp_path, files):
+    """ssim_weight adds 1 - SSIM to the target; training raises the SSIM."""
+    config = _config(tmp_path, files, loss="distill", style_weight=0.0, ssim_weight=3.0)
+    model = trainer.build_trainer(config)
+    target = np.stack([_photo(32, 32, i) for i in range(2)]).astype(np.float32)
+    _, same = model._distill(target, target)
+    assert float(same["ssim_loss"]) == pytest.approx(0.0, abs=1e-5)
+    plain = trainer.build_trainer(config.replace(ssim_weight=0.0))
+    other = 255.0 - target
+    base_total, base = plain._distill(target, other)
+    total, parts = model._distill(target, other)
+    assert "ssim_loss" not in base and float(parts["ssim_loss"]) > 0.0
+    expected = float(base_total) + 3.0 * float(parts["ssim_loss"])
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    dataset = tf.data.Dataset.from_tensors((target, other)).repeat()
+    history = model.fit(dataset, epochs=3, steps_per_epoch=3, verbose=0).history
+    assert history["ssim_loss"][-1] < history["ssim_loss"][0]
+    with pytest.raises(ValueError, match="ssim_weight must be >= 0"):
+        config.replace(ssim_weight=-1.0)
+    with pytest.raises(ValueError, match="ssim_weight is a term of the distill loss"):
+        _config(tmp_path, files, ssim_weight=1.0)
+
+
 def test_train_writes_the_work_dir(tmp_path, files):
     config = _config(tmp_path, files, steps=4)
     result = trainer.train(config, verbose=0)

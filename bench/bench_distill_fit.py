@@ -29,13 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _model_path(path, folder):
-    """`path` if it is a .keras file; a checkpoint folder saved as one in `folder`."""
+    """`path` if it is a .keras file; a checkpoint folder saved as one in `folder`.
+
+    `folder` must be the model's own: checkpoints of different runs share names
+    (`ckpt-400`), and one folder would hold only the last of them.
+    """
     path = Path(path)
     if path.suffix == ".keras":
         return str(path)
     from bench_refine_quality import _model_file
 
     config = json.loads((path.parents[1] / "config.json").read_text())
+    Path(folder).mkdir(parents=True)
     return str(_model_file(path, config, folder))
 
 
@@ -65,7 +70,9 @@ def main():
         parser.error("--model takes NAME=PATH")
     report = {"environment": environment()}
     with tempfile.TemporaryDirectory() as tmp:
-        models = {name: _model_path(path, tmp) for name, _, path in pairs}
+        models = {
+            name: _model_path(path, Path(tmp) / str(i)) for i, (name, _, path) in enumerate(pairs)
+        }
         report["train"] = _split(args.train_dir, models)
         report["heldout"] = _split(args.heldout_dir, models)
     report["models"] = {name: path for name, _, path in pairs}

@@ -37,6 +37,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 TARGETS = {"style_distance": 0.10, "content_distance": 0.60}
+TITLE = "Refining the bundled styles: quality at full resolution against time"
 
 
 def _checkpoints(runs, style):
@@ -125,7 +126,7 @@ def _extra_point(spec, photos, extractor):
     return {"style": style, "label": label, "steps": config["steps"], "config": config, **figures}
 
 
-def plot(report, path):
+def plot(report, path, title=TITLE):
     """Style and content distance against wall time: one line per style, extras as marks."""
     import matplotlib
 
@@ -150,11 +151,11 @@ def plot(report, path):
                 label=f"{extra['style']}: {extra['label']}",
             )
         ax.axhline(TARGETS[key], color="grey", linestyle="--", linewidth=1)
-        ax.set_xlabel("training wall time of the refinement (minutes, this 2-core CPU)")
+        ax.set_xlabel("training wall time of the run (minutes, this 2-core CPU)")
         ax.set_ylabel(key.replace("_", " ") + " (mean of the held-out photos)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.suptitle("Refining the bundled styles: quality at full resolution against time")
+    figure.suptitle(title)
     figure.savefig(path)
 
 

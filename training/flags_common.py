@@ -48,6 +48,17 @@ flags.DEFINE_integer("batch_size", None, _help("Global batch size.", "batch_size
 flags.DEFINE_integer("steps", None, _help("Training steps; ignored with --epochs.", "steps"))
 flags.DEFINE_integer("epochs", None, "Passes over the content photos, instead of --steps.")
 flags.DEFINE_float("learning_rate", None, _help("Adam learning rate.", "learning_rate"))
+flags.DEFINE_enum(
+    "lr_schedule",
+    None,
+    list(config.LR_SCHEDULES),
+    _help("constant, or cosine decay over the job's steps.", "lr_schedule"),
+)
+flags.DEFINE_float(
+    "lr_final_fraction",
+    None,
+    _help("cosine: the last learning rate as a fraction of the first.", "lr_final_fraction"),
+)
 flags.DEFINE_float("content_weight", None, _help("Weight of the content loss.", "content_weight"))
 flags.DEFINE_float("style_weight", None, _help("Weight of the style loss.", "style_weight"))
 flags.DEFINE_float("tv_weight", None, _help("Weight of the total-variation loss.", "tv_weight"))
@@ -89,8 +100,9 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "init_from",
     None,
-    "A .keras file or bundled style name whose weights start the network (same width and "
-    "head), e.g. to refine a bundled style; a resumed work dir uses its checkpoint instead.",
+    "A .keras file, bundled style name or checkpoint folder (<workdir>/checkpoints/ckpt-N) "
+    "whose weights start the network (same width and head), e.g. to refine a bundled style; "
+    "a resumed work dir uses its own checkpoint instead.",
 )
 flags.DEFINE_enum(
     "head",

@@ -184,17 +184,45 @@ def bundle_trained_model(model_path, name, painting, assets_dir=None, figures=No
         raise ValueError(f"The painting's attribution lacks {', '.join(missing)}")
     path = Path(model_path)
     model = load_model_file(path)
-    training = {"model_file": path.name}
-    for key in ("config", "runs"):
-        saved = path.parent / f"{key}.json"
-        training[key] = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
-    parent = (training["config"] or {}).get("init_from")
-    if is_style_name(parent) and parent in list_styles(assets_dir):
-        training["started_from"] = style_card(parent, assets_dir).get("training")
+    training = {"model_file": path.name, **_work_dir_record(path.parent)}
+    parent = _lineage((training["config"] or {}).get("init_from"), assets_dir)
+    if parent is not None:
+        training["started_from"] = parent
     card = {"painting": dict(painting), "training": training}
     if figures:
         card["figures"] = figures
     return save_bundled_style(model, name, card, assets_dir=assets_dir)
+
+
+def _work_dir_record(workdir):
+    """{"config", "runs"} of a training work dir (None where its file is missing)."""
+    record = {}
+    for key in ("config", "runs"):
+        saved = Path(workdir) / f"{key}.json"
+        record[key] = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+    return record
+
+
+def _lineage(parent, assets_dir):
+    """The training record of what a network started from (its `init_from`), or None.
+
+    A bundled style gives its card's `training` entry; a checkpoint folder
+    (`<workdir>/checkpoints/ckpt-N`, where a job with another schedule or loss
+    took over) gives that work dir's config and runs, and in turn what that
+    job started from.
+    """
+    if not parent:
+        return None
+    if is_style_name(parent) and parent in list_styles(assets_dir):
+        return style_card(parent, assets_dir).get("training")
+    checkpoint = Path(parent)
+    if not (checkpoint / "net.weights.h5").is_file():
+        return None
+    record = {"checkpoint": str(checkpoint), **_work_dir_record(checkpoint.parent.parent)}
+    grandparent = _lineage((record["config"] or {}).get("init_from"), assets_dir)
+    if grandparent is not None:
+        record["started_from"] = grandparent
+    return record
 
 
 def _full_card(model, name, card):

@@ -15,6 +15,9 @@ VALIDATE_MODES = ("full", "header", "none")
 
 LOSSES = ("perceptual", "distill")
 
+#: Learning-rate schedules (`TrainConfig.lr_schedule`, `model.build_optimizer`).
+LR_SCHEDULES = ("constant", "cosine")
+
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -43,7 +46,14 @@ class TrainConfig:
         batch_size: global batch size (split across replicas).
         steps: training steps; ignored when `epochs` is set.
         epochs: passes over the photos (needs a known dataset size).
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (the starting rate under "cosine").
+        lr_schedule: "constant", or "cosine": the rate decays along a half
+            cosine from `learning_rate` to `learning_rate * lr_final_fraction`
+            over the job's steps (counted by the optimizer, so a resumed run
+            continues the curve; a run started with `init_from` starts it anew).
+            Small final steps settle the network instead of leaving it where the
+            last constant-rate step threw it.
+        lr_final_fraction: "cosine": the last rate as a fraction of the first.
         content_weight, style_weight, tv_weight: loss weights (scale-free,
             see `keras_style.core.losses`). In "distill" the style term is the
             Gram distance to each target's own Grams (its strokes' statistics).
@@ -67,7 +77,8 @@ class TrainConfig:
         backbone: "vgg19" or "vgg16".
         vgg_weights: "imagenet", a local weights file, or None (random, tests).
         width: network width multiplier (1.0, 0.5, 0.25).
-        init_from: a `.keras` file or bundled style name whose weights start
+        init_from: a `.keras` file, bundled style name or checkpoint folder
+            (`<workdir>/checkpoints/ckpt-N`) whose weights start
             the network (same width and head), to continue or refine a
             trained style with other settings (crop size, painting size,
             weights); None: random initialisation. A resumed work dir
@@ -108,6 +119,8 @@ class TrainConfig:
     steps: int = 40000
     epochs: int | None = None
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.01
     content_weight: float = 1.0
     style_weight: float = 10.0
     tv_weight: float = 1.0
@@ -175,6 +188,9 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        self._check_choice("lr_schedule", LR_SCHEDULES)
+        if not 0 <= self.lr_final_fraction <= 1:
+            raise ValueError(f"lr_final_fraction must be in [0, 1], got {self.lr_final_fraction}")
         if self.loss == "perceptual" and not self.style_image:
             raise ValueError("The perceptual loss needs a style_image")
         for name in ("painting_style_weight", "ssim_weight"):

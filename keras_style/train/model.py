@@ -16,6 +16,7 @@ importing this module does not import TensorFlow.
 """
 
 import contextlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -193,7 +194,12 @@ def load_style_image(path, style_size=None):
 
 
 def copy_weights(source, net):
-    """Starts `net` from the weights of `source` (a `.keras` path or bundled style name).
+    """Starts `net` from the weights of `source`.
+
+    `source` is a `.keras` path, a bundled style name, or a checkpoint folder
+    of a training work dir (`checkpoints/ckpt-N`, whose `net.weights.h5` it
+    reads), so a new job (another schedule or loss) can start from any step
+    of an earlier one.
 
     Raises:
         ValueError: if `source` cannot be loaded or its network differs from
@@ -201,6 +207,16 @@ def copy_weights(source, net):
     """
     from keras_style.fast import styles
 
+    checkpoint = Path(source) / "net.weights.h5"
+    if checkpoint.is_file():
+        try:
+            net.load_weights(checkpoint)
+        except ValueError as e:
+            raise ValueError(
+                f"init_from={source!r} is a checkpoint of a different network from the one "
+                f"configured; use the same width and head ({e})"
+            ) from e
+        return
     model = styles.resolve_model(source)
     weights = model.get_weights()
     shapes = [w.shape for w in weights]
@@ -213,12 +229,32 @@ def copy_weights(source, net):
     net.set_weights([np.asarray(w, "float32") for w in weights])
 
 
-def build_trainer(config, style_image=None):
+def build_optimizer(config, total_steps=None):
+    """Adam at `config.learning_rate`, constant or cosine-decayed over `total_steps`.
+
+    The schedule reads the optimizer's step counter, which checkpoints save
+    with Adam's moments, so a resumed job continues the same curve.
+
+    Args:
+        config: a `TrainConfig` (`learning_rate`, `lr_schedule`, `lr_final_fraction`).
+        total_steps: steps of the whole job (default `config.steps`).
+    """
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=int(total_steps or config.steps), alpha=config.lr_final_fraction
+        )
+    return keras.optimizers.Adam(rate)
+
+
+def build_trainer(config, style_image=None, total_steps=None):
     """Builds the network, loss and compiled `StyleTrainer` for `config` (in the current scope).
 
     Args:
         config: a `TrainConfig`.
         style_image: a [0, 255] style image, overriding `config.style_image`.
+        total_steps: steps of the whole job, the length of a decaying learning
+            rate (default `config.steps`; `train` passes it when `epochs` is set).
 
     Returns:
         The compiled `StyleTrainer`, its optimizer built (ready for restore).
@@ -254,8 +290,6 @@ def build_trainer(config, style_image=None):
         ssim_weight=config.ssim_weight,
         dtype=policy,
     )
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile
-    )
+    trainer.compile(optimizer=build_optimizer(config, total_steps), jit_compile=config.jit_compile)
     trainer.optimizer.build(trainer.trainable_variables)
     return trainer

@@ -40,7 +40,7 @@ def _write_images(tag, batch):
 
 
 class SummaryCallback(keras.callbacks.Callback):
-    """TensorBoard scalars (loss parts, learning speed) and sample images at global steps.
+    """TensorBoard scalars (loss parts, learning rate and speed) and sample images at global steps.
 
     Keras' own TensorBoard callback counts steps from zero on every run; this
     one continues from the restored step so resumed curves line up. Keras'
@@ -97,6 +97,9 @@ class SummaryCallback(keras.callbacks.Callback):
             for name, value in logs.items():
                 _write_scalar(name, float(value))
             _write_scalar("steps_per_second", steps_per_s)
+            if self.model is not None and self.model.optimizer is not None:
+                rate = ops.convert_to_numpy(self.model.optimizer.learning_rate)
+                _write_scalar("learning_rate", float(rate))
         self.writer.flush()
 
     def _images(self):

@@ -163,7 +163,7 @@ def train(config, dataset=None, callbacks=(), verbose="auto", command=None):
             jsonio.write_json(workdir / "data.json", info.to_json(), sort_keys=True)
         if info.skipped:
             _log.warning("Skipped %d unreadable image files (see data.json)", len(info.skipped))
-        trainer = build_trainer(config)
+        trainer = build_trainer(config, total_steps=steps)
         initial_step = manager.restore(latest, trainer.net, trainer.optimizer) if latest else 0
         if latest:
             _log.info("Resumed from %s (step %d of %d)", latest, initial_step, steps)

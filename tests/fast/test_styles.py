@@ -198,6 +198,19 @@ def test_refined_style_card_keeps_the_lineage(trained, tmp_path):
     second = styles.style_card("tiny", assets_dir=folder)["training"]
     assert second["config"]["init_from"] == "tiny"
     assert second["started_from"] == first
+    # A job that took over from a checkpoint of that run records the run, then its start.
+    checkpoint = trained.parent / "checkpoints" / "ckpt-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "net.weights.h5").write_bytes(b"weights")
+    took_over = tmp_path / "cosine" / "model.keras"
+    took_over.parent.mkdir()
+    took_over.write_bytes(trained.read_bytes())
+    (took_over.parent / "config.json").write_text(json.dumps({"init_from": str(checkpoint)}))
+    styles.bundle_trained_model(took_over, "tiny", PAINTING, assets_dir=folder)
+    third = styles.style_card("tiny", assets_dir=folder)["training"]
+    assert third["runs"] is None and third["started_from"]["checkpoint"] == str(checkpoint)
+    assert third["started_from"]["config"]["init_from"] == "tiny"
+    assert third["started_from"]["started_from"] == second
 
 
 @pytest.mark.parametrize(

@@ -112,9 +112,12 @@ def test_jax_batch_must_divide_among_devices(tmp_path, files):
 def test_jax_data_parallel_on_two_cpu_devices(tmp_path, files):
     workdir = tmp_path / "data_parallel"
     env = _env("jax", KERAS_STYLE_CPU_DEVICES="2")
-    result = _run(_train_command(workdir, files, "--strategy=mirrored"), env)
+    # The decaying learning rate (a Keras schedule on the optimizer's step) works under JAX too.
+    command = _train_command(workdir, files, "--strategy=mirrored", "--lr_schedule=cosine")
+    result = _run(command, env)
     assert "keras.distribution.DataParallel, 2 replicas ['cpu:0', 'cpu:1']" in result.stderr
     _assert_trained(workdir, result.stdout)
+    assert json.loads((workdir / "config.json").read_text())["lr_schedule"] == "cosine"
 
 
 def _free_port():

@@ -15,6 +15,7 @@ from conftest import tiny_train_command
 from PIL import Image
 
 from keras_style.core import jsonio
+from keras_style.quality import curves
 from keras_style.train import summaries, trainer
 from keras_style.train.checkpoints import CheckpointManager
 from keras_style.train.config import TrainConfig
@@ -299,6 +300,44 @@ def test_train_writes_the_work_dir(tmp_path, files):
     assert runs[1]["command"] == "python -m training.train --steps=6" and runs[1]["wall_s"] > 0
     # The resumed run's stream starts at step 4; its previews stay the job's first photos.
     np.testing.assert_array_equal(np.load(work / "samples.npy"), previews)
+
+
+def test_cosine_learning_rate_decays_over_the_job_and_resumes_on_its_curve(tmp_path, files):
+    config = _config(tmp_path, files, steps=6, lr_schedule="cosine", lr_final_fraction=0.1)
+    model = trainer.build_trainer(config)
+
+    def rate_at(step):
+        model.optimizer.iterations.assign(step)
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+    # 0.01 -> half-way 0.01 * (0.1 + 0.9 / 2) -> the floor 0.001, and it stays there.
+    np.testing.assert_allclose([rate_at(s) for s in (0, 3, 6, 9)], [0.01, 0.0055, 1e-3, 1e-3], 1e-5)
+    # With epochs set, the job's length comes from the dataset, not config.steps.
+    longer = trainer.build_trainer(config, total_steps=12)
+    longer.optimizer.iterations.assign(6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(longer.optimizer.learning_rate), 0.0055, 1e-5
+    )
+    # A checkpoint holds the step counter: a job resumed from step 4 goes on at step 4's rate.
+    trainer.train(config.replace(steps=4), verbose=0)
+    manager = CheckpointManager(Path(config.workdir) / "checkpoints", keep=3)
+    restored = trainer.build_trainer(config)
+    assert manager.restore(manager.latest(), restored.net, restored.optimizer) == 4
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored.optimizer.learning_rate),
+        0.01 * (0.1 + 0.9 * 0.25),
+        1e-5,
+    )
+    # The rate is logged beside the losses; the constant schedule keeps one rate.
+    series = curves.read_scalars(Path(config.workdir) / "logs")
+    steps, rates = series["learning_rate"]
+    assert list(steps) == [2, 4] and rates[1] < rates[0] < 0.01
+    constant = trainer.build_trainer(config.replace(lr_schedule="constant"))
+    constant.optimizer.iterations.assign(5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(constant.optimizer.learning_rate), 0.01)
+    for bad in ({"lr_schedule": "step"}, {"lr_final_fraction": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            config.replace(**bad)
 
 
 def test_summary_points_are_step_means_not_running_means(tmp_path):
@@ -604,6 +643,13 @@ def test_init_from_starts_from_a_trained_network(tmp_path, files):
     assert result["initial_step"] == 0 and result["step"] == 2
     with pytest.raises(ValueError, match="different network.*same width and head"):
         trainer.build_trainer(refined.replace(init_from=trained, width=0.5))
+    # A checkpoint folder of a work dir starts a new job from that step.
+    checkpoint = str(Path(first.workdir) / "checkpoints" / "ckpt-2")
+    net = trainer.build_trainer(refined.replace(init_from=checkpoint)).net
+    for got, want in zip(net.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="checkpoint of a different network"):
+        trainer.build_trainer(refined.replace(init_from=checkpoint, width=0.5))
     with pytest.raises(ValueError, match="neither a model file nor a bundled style"):
         trainer.build_trainer(refined.replace(init_from=str(tmp_path / "missing.keras")))
 

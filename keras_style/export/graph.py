@@ -37,6 +37,7 @@ import numpy as np
 from keras import ops
 
 from keras_style.core import layers as ks_layers
+from keras_style.core import padding
 from keras_style.export import norm as export_norm
 from keras_style.fast import graph as fast_graph
 
@@ -48,45 +49,14 @@ FLOAT_SCOPE = "xnn_float"
 MAX_CONCAT = 4
 
 
-def _rows(x, start, stop, axis):
-    """`x[start:stop]` along `axis` (1 or 2), with constant (possibly negative) bounds."""
-    index = [slice(None)] * 4
-    index[axis] = slice(start, stop)
-    return x[tuple(index)]
-
-
 def reflect_pad(x, before, after, axis):
-    """Reflection padding along one axis as slices and a concatenation (no MIRROR_PAD).
-
-    Row `-k` is row `k` and row `n - 1 + k` is row `n - 1 - k`; every slice
-    has constant bounds counted from the start or the end, so the result
-    needs no shape arithmetic for a dynamic size.
-    """
-    if before == after == 0:
-        return x
-    top = [_rows(x, k, k + 1, axis) for k in range(before, 0, -1)]
-    bottom = [_rows(x, -1 - k, -k, axis) for k in range(1, after + 1)]
-    return concatenate([*top, x, *bottom], axis)
-
-
-def concatenate(pieces, axis):
-    """Concatenation as a tree of CONCATENATION ops of at most `MAX_CONCAT` inputs each."""
-    while len(pieces) > MAX_CONCAT:
-        pieces = [
-            ops.concatenate(pieces[i : i + MAX_CONCAT], axis=axis)
-            if len(pieces[i : i + MAX_CONCAT]) > 1
-            else pieces[i]
-            for i in range(0, len(pieces), MAX_CONCAT)
-        ]
-    return ops.concatenate(pieces, axis=axis) if len(pieces) > 1 else pieces[0]
+    """Reflection padding along one axis as slices and concatenations of <= `MAX_CONCAT` inputs."""
+    return padding.reflect_pad(x, before, after, axis, MAX_CONCAT)
 
 
 def edge_pad(x, amount=1):
-    """Pads height and width by repeating the border pixels (slices and concatenations)."""
-    for axis in (1, 2):
-        first, last = _rows(x, 0, 1, axis), _rows(x, -1, None, axis)
-        x = concatenate([first] * amount + [x] + [last] * amount, axis)
-    return x
+    """Edge padding of height and width as slices and concatenations of <= `MAX_CONCAT` inputs."""
+    return padding.edge_pad(x, amount, MAX_CONCAT)
 
 
 def _depth_to_space(x, block):

@@ -22,19 +22,29 @@ three together cut the CPU time by a quarter:
 
 With `precision="bfloat16"` the layers between the first and the last layer
 with weights (in a `TransformerNet`: from the first instance norm to the 9x9
-convolution to RGB) run under the `mixed_bfloat16` policy: bfloat16
-activations and convolutions (oneDNN uses the CPU's AMX tiles; without
-them bfloat16 is slower than float32), float32 variables, instance-norm
-statistics in float32. The input end (up to the first convolution) and the
-output end (tanh, scaling to [0, 255]) stay float32. That copy took 40% of the plain float32 model's
-CPU time, at 54 to 58 dB PSNR from float32 on real photos.
+convolution to RGB) run in bfloat16: convolutions with bfloat16 weights
+(oneDNN uses the CPU's AMX tiles; without them bfloat16 is slower than
+float32), instance norms under the `mixed_bfloat16` policy with float32
+statistics. The output end (tanh, scaling to [0, 255]) stays float32, and
+the first convolution, on float32 pixels, runs as a `SplitBfloat16Conv2D`
+(bfloat16 speed, float32 accuracy) with the input scaling folded into its
+weights.
+
+On a CPU with AMX the convolutions stop being the cost: at 512x512 a
+width-1.0 network spent more time in MirrorPad, in the passes around the
+sub-pixel convolutions and in the float32 first convolution than in all the
+bfloat16 convolutions together. So, for every precision, reflection padding
+runs as one gather (`GatherReflectionPadding2D`), and the pad to a multiple
+of 4 only when needed (`CondPadToMultiple`); `bench/bench_keras_inference.py`
+measured 110 -> 77 ms for that network in bfloat16 (docs/tflite_xnnpack.md),
+at 55 to 59 dB PSNR from the float32 model on real photos.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import cloning
+from keras_style.core import cloning, padding
 from keras_style.core import layers as ks_layers
 
 #: Accepted compute precisions.
@@ -69,11 +79,6 @@ def _depth_to_space(x, block):
     x = ops.reshape(x, (n, h, w, block, block, c))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
     return ops.reshape(x, (n, h * block, w * block, c))
-
-
-def _interleave(phases):
-    """Four (N, h, w, C) phases [(0, 0), (0, 1), (1, 0), (1, 1)] -> one (N, 2h, 2w, C)."""
-    return _depth_to_space(ops.concatenate(phases, axis=-1), 2)
 
 
 def subpixel_kernels(kernel):
@@ -126,12 +131,50 @@ def space_to_depth_kernel(kernel, block=_BLOCK):
     return big.reshape(taps, taps, block * block * c_in, block * block * c_out)
 
 
-class SubpixelUpConv2D(keras.layers.Layer):
-    """Nearest x2 upsampling, 1-pixel reflection padding and a 3x3 conv, as four 2x2 convs.
+def subpixel_kernel_3x3(kernel):
+    """The four phase kernels of `subpixel_kernels` as one 3x3 kernel with 4x the outputs.
 
-    Computes the same function as that chain (see `subpixel_kernels`) at the
-    input resolution, with 2.25 times fewer multiply-adds. Inference only:
-    the weights come from `from_conv`.
+    Phase (a, b) reads rows a..a+1 and columns b..b+1 of the edge-padded
+    low-resolution input; the other taps of its 3x3 window are zero. One
+    convolution with this kernel computes all four phases, channels ordered
+    (phase, channel) as `depth_to_space` expects.
+
+    Args:
+        kernel: (3, 3, C_in, C_out) array (the replaced convolution's).
+
+    Returns:
+        (3, 3, C_in, 4 * C_out) array.
+    """
+    phases = subpixel_kernels(kernel)
+    c_in, c_out = phases.shape[3:]
+    out = np.zeros((3, 3, c_in, 4, c_out), np.float32)
+    for a in (0, 1):
+        for b in (0, 1):
+            out[a : a + 2, b : b + 2, :, 2 * a + b] = phases[2 * a + b]
+    return out.reshape(3, 3, c_in, 4 * c_out)
+
+
+def _depth_to_space_fast(x, block):
+    """`_depth_to_space`; TensorFlow's one-op kernel under that backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(x, block)
+    return _depth_to_space(x, block)
+
+
+class SubpixelUpConv2D(keras.layers.Layer):
+    """Nearest x2 upsampling, 1-pixel reflection padding and a 3x3 conv, at the low resolution.
+
+    Computes the same function as that chain (see `subpixel_kernels`) on the
+    edge-padded input and interleaves the four output phases. How depends on
+    the compute dtype, by measurement on CPUs: in float32 four 2x2
+    convolutions (2.25 times fewer multiply-adds than the chain); in
+    bfloat16, where AMX makes convolutions cheap and memory passes dear, one
+    3x3 convolution computing the four phases at once
+    (`subpixel_kernel_3x3`: no slices, the bias fused; 6 ms less at
+    512x512 for a width-1.0 network). Inference only: the weights come from
+    `from_conv`.
 
     Args:
         filters: output channels.
@@ -145,18 +188,24 @@ class SubpixelUpConv2D(keras.layers.Layer):
 
     def build(self, input_shape):
         c_in = input_shape[-1]
-        self.kernel = self.add_weight(name="kernel", shape=(4, 2, 2, c_in, self.filters))
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+        self.kernel = self.add_weight(name="kernel", shape=(3, 3, c_in, 4 * self.filters))
+        self.bias = self.add_weight(name="bias", shape=(4 * self.filters,), initializer="zeros")
 
     def call(self, x):
-        h, w = ops.shape(x)[1], ops.shape(x)[2]
-        padded = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")  # edge pad
-        phases = [
-            ops.conv(padded[:, a:, b:], self.kernel[2 * a + b])[:, :h, :w]
-            for a in (0, 1)
-            for b in (0, 1)
-        ]
-        return self.activation(_interleave(phases) + self.bias)
+        padded = padding.gather_pad_2d(x, 1, 1, 1, 1, mode="edge")
+        if self.compute_dtype == "float32":
+            f, phases = self.filters, []
+            for a in (0, 1):
+                rows = padded[:, 1:] if a else padded[:, :-1]
+                for b in (0, 1):
+                    window = rows[:, :, 1:] if b else rows[:, :, :-1]
+                    i = 2 * a + b
+                    kernel = self.kernel[a : a + 2, b : b + 2, :, i * f : (i + 1) * f]
+                    phases.append(ops.conv(window, kernel) + self.bias[:f])
+            y = ops.concatenate(phases, axis=-1)
+        else:
+            y = ops.conv(padded, self.kernel) + self.bias
+        return self.activation(_depth_to_space_fast(y, 2))
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -175,7 +224,7 @@ class SubpixelUpConv2D(keras.layers.Layer):
         kernel, bias = _kernel_and_bias(conv)
         layer = cls(conv.filters, conv.activation, dtype=dtype, name=f"{conv.name}_subpixel")
         layer.build((None, None, None, kernel.shape[2]))
-        layer.set_weights([subpixel_kernels(kernel), bias])
+        layer.set_weights([subpixel_kernel_3x3(kernel), np.tile(bias, 4)])
         return layer
 
 
@@ -243,6 +292,108 @@ class SpaceToDepthConv2D(keras.layers.Layer):
         layer = cls(conv.filters, size, activation=conv.activation, dtype=dtype, name=name)
         layer.build((None, None, None, kernel.shape[2]))
         layer.set_weights([space_to_depth_kernel(kernel), np.tile(bias, _BLOCK * _BLOCK)])
+        return layer
+
+
+class GatherReflectionPadding2D(ks_layers.ReflectionPadding2D):
+    """`ReflectionPadding2D` as one gather (`core.padding.gather_pad_2d`).
+
+    The same function; on CPUs about twice as fast as TensorFlow's MirrorPad
+    kernel, whose passes cost more than the convolutions they pad once AMX
+    runs those. Inference only.
+    """
+
+    def call(self, inputs):
+        p = self.padding
+        return padding.gather_pad_2d(inputs, p, p, p, p)
+
+
+class CondPadToMultiple(ks_layers.PadToMultiple):
+    """`PadToMultiple` that skips its copy when a dynamic size already fits.
+
+    The traced inference function takes any size, so the plain layer always
+    pads (by `multiple - 1`) and slices: 1.5 ms at 512x512 for nothing. A
+    conditional returns sizes that are multiples of `multiple` untouched.
+    """
+
+    def call(self, inputs):
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is not None and w is not None:
+            return super().call(inputs)
+        shape, m = ops.shape(inputs), self.multiple
+        fits = ops.logical_and(ops.equal(shape[1] % m, 0), ops.equal(shape[2] % m, 0))
+        return ops.cond(fits, lambda: inputs, lambda: super(CondPadToMultiple, self).call(inputs))
+
+
+class SplitBfloat16Conv2D(keras.layers.Layer):
+    """A convolution of float32 inputs in bfloat16 with about float32's accuracy.
+
+    The input and the kernel are split into bfloat16 high and low parts,
+    x = xh + xl and w = wh + wl, and one bfloat16 convolution of the
+    channels [xh, xl, xh] with the kernel [wh; wh; wl] sums
+    xh*wh + xl*wh + xh*wl: x*w up to xl*wl (about 2^-16 relative), with
+    float32 accumulation. The output is bfloat16. For the first convolution
+    of a network on RGB pixels, where AMX pads the 3 input channels anyway:
+    a 9x9 convolution 3 -> 32 at 512x512 took 6.2 ms this way against 9.9 ms
+    in float32 (2.3 ms in plain bfloat16, whose rounding of the pixels and
+    weights cost 3 to 4 dB). Takes 'valid' stride-1 convolutions only.
+    Inference only: the weights come from `from_conv`.
+
+    Args:
+        filters: output channels.
+        kernel_size: side of the square kernel.
+        activation: applied to the output (the replaced convolution's).
+    """
+
+    def __init__(self, filters, kernel_size, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = filters, kernel_size
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        k = self.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel", shape=(k, k, 3 * input_shape[-1], self.filters)
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        high = ops.cast(x, "bfloat16")
+        low = ops.cast(x - ops.cast(high, "float32"), "bfloat16")
+        y = ops.conv(ops.concatenate([high, low, high], axis=-1), ops.cast(self.kernel, "bfloat16"))
+        return self.activation(y + ops.cast(self.bias, "bfloat16"))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        grow = self.kernel_size - 1
+        return (n, None if h is None else h - grow, None if w is None else w - grow, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "activation": keras.activations.serialize(self.activation),
+        }
+
+    @classmethod
+    def from_conv(cls, conv, scale=1.0, offset=0.0):
+        """The layer replacing `conv` (float32 policy: it casts itself), with its weights.
+
+        `scale` and `offset` fold a preceding per-pixel `x * scale + offset`
+        into the weights: the layer then takes the unscaled input.
+        """
+        kernel, bias = _kernel_and_bias(conv)
+        bias = bias + offset * kernel.sum(axis=(0, 1, 2))
+        kernel = kernel * np.float32(scale)
+        high = np.asarray(keras.ops.convert_to_numpy(ops.cast(kernel, "bfloat16")), np.float32)
+        split = np.concatenate([high, high, kernel - high], axis=2)
+        size = conv.kernel_size[0]
+        name = f"{conv.name}_split"
+        layer = cls(conv.filters, size, conv.activation, dtype="float32", name=name)
+        layer.build((None, None, None, kernel.shape[2]))
+        layer.set_weights([split, bias.astype(np.float32)])
         return layer
 
 
@@ -314,6 +465,45 @@ def _float32_ends(model):
     return {id(layer) for layer in ends}
 
 
+#: First convolutions with at most this many input channels run as `SplitBfloat16Conv2D`.
+_SPLIT_MAX_CHANNELS = 4
+
+
+def _first_conv_on_pixels(model):
+    """The model's first layer with weights if it is a plain conv on a few channels, else None."""
+    first = next((layer for layer in model.layers if layer.weights), None)
+    if first is not None and _plain_conv(first) and first.kernel.shape[2] <= _SPLIT_MAX_CHANNELS:
+        return first
+    return None
+
+
+def _only_parent(layer):
+    """The layer feeding `layer`'s single call from a single input, else None."""
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1 or len(nodes[0].parent_nodes) != 1:
+        return None
+    return nodes[0].parent_nodes[0].operation
+
+
+def _foldable_rescaling(conv):
+    """A scalar `Rescaling` before `conv` (possibly through reflection padding) to fold, or None.
+
+    Only when each layer of the chain feeds nothing else: a per-pixel affine
+    map commutes with reflection padding and folds into the convolution.
+    """
+    parent = _only_parent(conv)
+    if isinstance(parent, ks_layers.ReflectionPadding2D) and len(parent._outbound_nodes) == 1:
+        parent = _only_parent(parent)
+    if (
+        type(parent) is keras.layers.Rescaling
+        and len(parent._outbound_nodes) == 1
+        and np.ndim(parent.scale) == 0
+        and np.ndim(parent.offset) == 0
+    ):
+        return parent
+    return None
+
+
 class _Rewriter:
     """`clone_model` callbacks: copies layers under a dtype policy and rewrites chains.
 
@@ -325,16 +515,28 @@ class _Rewriter:
     def __init__(self, model, precision):
         self.policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
         self.keep_float32 = _float32_ends(model)
+        self.split_first = precision == "bfloat16" and _first_conv_on_pixels(model)
+        self.folded = _foldable_rescaling(self.split_first) if self.split_first else None
         self.upsampled = {}  # id(upsampled tensor) -> its low-resolution input
         self.padded = {}  # id(padded upsampled tensor) -> the low-resolution input
+
+    def _policy_of(self, layer):
+        """bfloat16 weights for convolutions (no cast per call), else the mixed policy."""
+        if self.policy == "mixed_bfloat16" and isinstance(layer, keras.layers.Conv2D):
+            return "bfloat16"
+        return self.policy
 
     def clone(self, layer):
         overrides = {}
         if id(layer) not in self.keep_float32 and "dtype" in layer.get_config():
-            overrides["dtype"] = self.policy
+            overrides["dtype"] = self._policy_of(layer)
         cls = layer.__class__
         if cls is ks_layers.InstanceNormalization:
             cls = FusedInstanceNormalization
+        if cls is ks_layers.ReflectionPadding2D:
+            cls = GatherReflectionPadding2D
+        if cls is ks_layers.PadToMultiple:
+            cls = CondPadToMultiple
         return cloning.copy_layer(layer, cls, **overrides)
 
     def call(self, layer, copy, *args, **kwargs):
@@ -348,6 +550,13 @@ class _Rewriter:
             if id(x) in self.upsampled:
                 self.padded[id(out)] = self.upsampled[id(x)]
             return out
+        if self.folded is not None and layer is self.folded:
+            return x  # folded into the first convolution's weights
+        if self.split_first and layer is self.split_first and not kwargs and len(args) == 1:
+            if self.folded is None:
+                return SplitBfloat16Conv2D.from_conv(layer)(x)
+            scale, offset = float(self.folded.scale), float(self.folded.offset)
+            return SplitBfloat16Conv2D.from_conv(layer, scale, offset)(x)
         if _plain_conv(layer, 3) and id(x) in self.padded and not kwargs and len(args) == 1:
             return SubpixelUpConv2D.from_conv(layer, copy.dtype_policy)(self.padded[id(x)])
         if _plain_conv(layer) and layer.filters < _S2D_MAX_FILTERS and layer.kernel_size[0] > 1:

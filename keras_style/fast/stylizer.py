@@ -182,10 +182,11 @@ class FastStylizer:
             model's results up to rounding) or "bfloat16" (bfloat16
             activations and convolutions with float32 weights, norm
             statistics and output; needs a Functional model). At
-            512x512 on a 2-core CPU with AMX, the plain Keras model's
-            CPU time was 1100 ms, "float32" 800 ms, "bfloat16" 450 ms; on
-            real photos through a trained network "bfloat16" stayed at 54
-            to 58 dB PSNR (SSIM 0.99998) from float32. On AMD Zen 4
+            512x512 on a 2-core CPU with AMX, a width-1.0 network takes
+            about 77 ms in "bfloat16" and 260 ms in "float32"
+            (bench/bench_keras_inference.py); on real photos through the
+            bundled networks "bfloat16" stays at 55 to 59 dB PSNR (SSIM
+            0.9999) from float32. On AMD Zen 4
             (AVX512_BF16) "bfloat16" takes 0.70x the float32 time; on Intel
             CPUs without AMX it is slower (docs/precision.md).
 

@@ -172,7 +172,7 @@ def test_rewritten_convolutions_match_the_originals():
     copy = fast_graph.inference_copy(model)
     assert [type(layer) for layer in copy.layers[1:]] == [
         fast_graph.SubpixelUpConv2D,
-        ks_layers.ReflectionPadding2D,
+        fast_graph.GatherReflectionPadding2D,
         fast_graph.SpaceToDepthConv2D,
     ]
     rng = np.random.default_rng(0)
@@ -191,8 +191,46 @@ def test_bfloat16_is_close_to_float32(stylizer, bf16, size):
 
 def test_bfloat16_keeps_the_outer_layers_in_float32(bf16):
     policies = {layer.name: layer.dtype_policy.name for layer in bf16._net.layers}
-    assert policies["stem_conv"] == policies["head_tanh"] == policies["scale_out"] == "float32"
-    assert policies["stem_norm"] == policies["res3_a_conv"] == "mixed_bfloat16"
+    assert policies["head_tanh"] == policies["scale_out"] == "float32"
+    assert policies["stem_norm"] == policies["res3_a_norm"] == "mixed_bfloat16"
+    assert policies["res3_a_conv"] == "bfloat16"  # weights stored in bfloat16: no cast per call
+    # The first convolution sees float32 pixels: split into bfloat16 high and low parts.
+    assert isinstance(bf16._net.get_layer("stem_conv_split"), fast_graph.SplitBfloat16Conv2D)
+
+
+def test_split_bfloat16_conv_has_float32_accuracy_up_to_its_output_rounding():
+    keras.utils.set_random_seed(4)
+    conv = keras.layers.Conv2D(8, 5, bias_initializer="random_normal")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 13, 11, 3)).astype(np.float32)
+    exact = np.asarray(conv(x))
+    split = fast_graph.SplitBfloat16Conv2D.from_conv(conv)
+    out = np.asarray(keras.ops.cast(split(x), "float32"))
+    plain = np.asarray(keras.ops.cast(conv(keras.ops.cast(x, "bfloat16")), "float32"))
+    rounded = np.asarray(keras.ops.cast(keras.ops.cast(exact, "bfloat16"), "float32"))
+    # Within the output's bfloat16 rounding of the exact result; plain bfloat16 strays further.
+    assert np.abs(out - exact).max() <= np.abs(exact).max() * 2.0**-7
+    assert np.abs(out - rounded).mean() < 0.5 * np.abs(plain - rounded).mean()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_subpixel_conv_matches_upsample_pad_conv_in_both_precisions(dtype):
+    keras.utils.set_random_seed(5)
+    conv = keras.layers.Conv2D(5, 3, bias_initializer="random_normal")
+    x = np.random.default_rng(1).normal(size=(2, 6, 7, 4)).astype(np.float32)
+    chain = conv(ks_layers.ReflectionPadding2D(1)(ks_layers.NearestUpsampling2D(2)(x)))
+    layer = fast_graph.SubpixelUpConv2D.from_conv(conv, dtype)
+    out = np.asarray(keras.ops.cast(layer(x), "float32"))
+    atol = 1e-4 if dtype == "float32" else 0.05 * np.abs(chain).max()
+    np.testing.assert_allclose(out, np.asarray(chain), atol=atol)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+def test_gather_reflection_padding_equals_reflection_padding(pad):
+    x = np.random.default_rng(2).normal(size=(2, 9, 6, 3)).astype(np.float32)
+    expected = np.asarray(ks_layers.ReflectionPadding2D(pad)(x))
+    np.testing.assert_array_equal(
+        np.asarray(fast_graph.GatherReflectionPadding2D(pad)(x)), expected
+    )
 
 
 @pytest.mark.parametrize("size", [(5, 5), (17, 31), (33, 18), (2, 3)])
@@ -317,3 +355,18 @@ def test_images_above_2048_squared_are_tiled_automatically(stylizer, monkeypatch
     diff = np.abs(tiled - untiled).mean(axis=-1)
     assert diff.mean() < 4, diff.mean()  # the same picture
     assert np.percentile(diff, 99) < 20, np.percentile(diff, 99)
+
+
+def test_single_image_graph_keeps_the_fast_kernels(bf16):
+    """Fused instance norms, no MirrorPad and no input scaling pass in the traced bfloat16 graph."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, None, None, 3), tf.float32)
+    graph = tf.function(bf16._net, input_signature=[spec]).get_concrete_function().graph
+    kinds = [op.type for op in graph.get_operations()]
+    norms = sum(
+        isinstance(layer, fast_graph.FusedInstanceNormalization) for layer in bf16._net.layers
+    )
+    assert kinds.count("FusedBatchNormV3") == norms > 0
+    assert "MirrorPad" not in kinds
+    assert "scale_in" not in {layer.name for layer in bf16._net.layers}

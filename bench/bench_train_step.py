@@ -108,6 +108,11 @@ def main():
         "--vgg_weights", default=str(SHARED / "weights" / "vgg16_hed_notop_fp16.weights.h5")
     )
     parser.add_argument("--net_precision", default="float32")
+    parser.add_argument(
+        "--baseline_net_precision",
+        default="float32",
+        help="the baseline's network precision (revisions before net_precision: float32 only)",
+    )
     parser.add_argument("--out", help="write the figures here as JSON")
     args = parser.parse_args()
     results = {"command": " ".join(["python", *sys.argv]), "cpu": _cpu(), "runs": []}
@@ -139,6 +144,8 @@ def main():
                         }
                         if name == "current":
                             config["net_precision"] = args.net_precision
+                        elif args.baseline_net_precision != "float32":
+                            config["net_precision"] = args.baseline_net_precision
                         run = _run(tree, config, timeout=3600)
                         record = {
                             "width": width,

@@ -207,7 +207,7 @@ class FeatureExtractor:
             self._subsets[key] = keras.Model(self.model.input, outputs)
         return self._subsets[key]
 
-    def __call__(self, images, layers=None):
+    def __call__(self, images, layers=None, native_dtype=False):
         """Returns {layer name: (N, h, w, c) float32 features} for an RGB [0, 255] batch.
 
         Args:
@@ -215,9 +215,11 @@ class FeatureExtractor:
             layers: the layers wanted (default: all of them); the network runs
                 only as deep as the deepest one (e.g. content targets at
                 block4_conv2 skip block4_conv3 and block5_conv1).
+            native_dtype: return the features in the dtype they were computed
+                in (bfloat16 under a bfloat16 `precision`), uncast.
         """
         model = self.model if layers is None else self._subset(layers)
         features = model(images, training=False)
-        if self.precision == "float32":
+        if self.precision == "float32" or native_dtype:
             return features
         return {name: ops.cast(value, "float32") for name, value in features.items()}

@@ -408,25 +408,10 @@ class FusedInstanceNormalization(ks_layers.InstanceNormalization):
     the plain formula.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if keras.backend.backend() != "tensorflow" or inputs.shape[0] != 1:
             return super().call(inputs)
-        import tensorflow as tf
-
-        channels = inputs.shape[-1]
-        gamma = self.gamma if self.gamma is not None else tf.ones((channels,))
-        beta = self.beta if self.beta is not None else tf.zeros((channels,))
-        empty = tf.constant([], tf.float32)
-        y, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs,
-            scale=tf.cast(gamma, tf.float32),
-            offset=tf.cast(beta, tf.float32),
-            mean=empty,
-            variance=empty,
-            epsilon=self.epsilon,
-            is_training=True,
-        )
-        return y
+        return ks_layers.fused_instance_norm(inputs, self.gamma, self.beta, self.epsilon)
 
 
 def _kernel_and_bias(conv):

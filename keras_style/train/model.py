@@ -145,15 +145,22 @@ class StyleTrainer(keras.Model):
         target = ops.convert_to_tensor(target, "float32")
         config = self.perceptual_loss.config
         extractor = self.perceptual_loss.extractor
-        target_features = extractor(target)
-        target_grams = {n: losses.gram_matrix(target_features[n]) for n in config.style_layers}
-        features = extractor(stylized)
+        low = self.perceptual_loss.low_precision_grams
+        target_features = extractor(target, native_dtype=low)
+        target_grams = {n: losses.gram_matrix(target_features[n], low) for n in config.style_layers}
+        features = extractor(stylized, native_dtype=low)
+        content = {
+            name: losses.as_float32(f, config.content_layers)
+            for name, f in (("target", target_features), ("output", features))
+        }
         parts = {
             "pixel_loss": ops.mean(ops.abs(stylized - target)) / 255.0,
             "content_loss": ops.mean(
-                losses.content_loss(features, target_features, config.content_layers)
+                losses.content_loss(content["output"], content["target"], config.content_layers)
             ),
-            "style_loss": ops.mean(losses.style_loss(features, target_grams, config.style_layers)),
+            "style_loss": ops.mean(
+                losses.style_loss(features, target_grams, config.style_layers, low)
+            ),
             "tv_loss": ops.mean(losses.total_variation(stylized)),
         }
         total = (
@@ -165,7 +172,7 @@ class StyleTrainer(keras.Model):
         if self.painting_style_weight > 0:
             painting = {k: ops.convert_to_tensor(v) for k, v in self.style_targets.items()}
             parts["painting_style_loss"] = ops.mean(
-                losses.style_loss(features, painting, config.style_layers)
+                losses.style_loss(features, painting, config.style_layers, low)
             )
             total = total + self.painting_style_weight * parts["painting_style_loss"]
         if self.ssim_weight > 0:
@@ -263,7 +270,9 @@ def build_trainer(config, style_image=None, total_steps=None):
     extractor = vgg.FeatureExtractor(
         loss_config.layers, config.backbone, config.vgg_weights, config.loss_precision
     )
-    perceptual = losses.PerceptualLoss(extractor, loss_config)
+    perceptual = losses.PerceptualLoss(
+        extractor, loss_config, low_precision_grams=extractor.precision != "float32"
+    )
     targets = None
     if config.loss == "perceptual" or config.painting_style_weight > 0:
         if style_image is None and not config.style_image:

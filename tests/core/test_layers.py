@@ -194,3 +194,43 @@ def test_row_split_conv_round_trips_and_rejects_other_convolutions():
         ks_layers.Conv2D(3, 9, strides=2)
     with pytest.raises(ValueError, match="valid"):
         ks_layers.Conv2D(3, 9, padding="same")
+
+
+def _norm_with_weights(dtype="float32"):
+    layer = ks_layers.InstanceNormalization(epsilon=1e-3, dtype=dtype)
+    layer.build((None, None, None, 4))
+    layer.set_weights([np.arange(1, 5, dtype="float32"), np.arange(4, dtype="float32") - 2])
+    return layer
+
+
+def test_instance_norm_in_training_is_the_same_function_and_gradient():
+    """Training runs the fused per-image kernel (TensorFlow): same outputs and gradients."""
+    x = tf.Variable(_images((3, 6, 5, 4)) / 10)
+    layer = _norm_with_weights()
+    upstream = tf.constant(np.random.default_rng(1).normal(size=(3, 6, 5, 4)), tf.float32)
+    results = {}
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * upstream)
+        results[training] = (y, *tape.gradient(loss, [x, *layer.trainable_variables]))
+    for plain, fused in zip(results[False], results[True], strict=True):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(plain), rtol=1e-3, atol=1e-3)
+
+
+def test_instance_norm_in_bfloat16_training_stays_close_to_float32():
+    x = _images((2, 8, 8, 4)) / 10
+    reference = np.asarray(_norm_with_weights()(x))
+    y = _norm_with_weights("mixed_bfloat16")(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    np.testing.assert_allclose(np.asarray(tf.cast(y, tf.float32)), reference, atol=0.1)
+
+
+def test_conv2d_training_pass_equals_inference_in_both_precisions():
+    x = _images((2, 12, 11, 5)) / 255
+    for dtype, atol in (("float32", 1e-4), ("mixed_bfloat16", 0.05)):
+        keras.utils.set_random_seed(0)
+        layer = ks_layers.Conv2D(3, 9, dtype=dtype)
+        inference = np.asarray(tf.cast(layer(x), tf.float32))
+        training = np.asarray(tf.cast(layer(x, training=True), tf.float32))
+        np.testing.assert_allclose(training, inference, atol=atol)

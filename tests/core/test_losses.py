@@ -154,3 +154,46 @@ def test_ssim_gradient_moves_towards_the_reference():
         value = losses.ssim(image, target)[0]
     step = image + 1e4 * tape.gradient(value, image)
     assert float(losses.ssim(step, target)[0]) > float(value)
+
+
+def test_gram_matrix_gradient_is_features_times_symmetrised_upstream():
+    rng = np.random.default_rng(4)
+    features = tf.Variable(rng.normal(size=(2, 3, 5, 4)).astype(np.float32))
+    weights = rng.normal(size=(2, 4, 4)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(losses.gram_matrix(features) * weights)
+    flat = features.numpy().reshape(2, 15, 4)
+    expected = np.matmul(flat, weights + weights.transpose(0, 2, 1)) / 15
+    np.testing.assert_allclose(
+        tape.gradient(loss, features).numpy().reshape(2, 15, 4), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_gram_matrix_in_bfloat16_is_float32_and_close():
+    features = np.random.default_rng(5).uniform(0, 3, (2, 16, 16, 8)).astype(np.float32)
+    exact = _np(losses.gram_matrix(features))
+    low = losses.gram_matrix(tf.cast(features, tf.bfloat16), in_feature_dtype=True)
+    assert low.dtype == tf.float32
+    # bfloat16 inputs and output (8 significant bits), float32 accumulation.
+    np.testing.assert_allclose(_np(low), exact, rtol=2e-2)
+
+
+def test_low_precision_grams_keep_the_loss_close():
+    extractor = vgg.FeatureExtractor(
+        ["block1_conv1", "block2_conv1"], "vgg16", weights=None, precision="bfloat16"
+    )
+    config = losses.LossConfig(
+        content_layers={"block2_conv1": 1.0}, style_layers={"block1_conv1": 1.0}
+    )
+    rng = np.random.default_rng(6)
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    style = [rng.uniform(0, 255, (32, 32, 3)).astype(np.float32)]
+    parts = {}
+    for low in (False, True):
+        loss = losses.PerceptualLoss(extractor, config, low_precision_grams=low)
+        targets = loss.content_targets(images[::-1].copy())
+        parts[low] = {
+            k: float(v) for k, v in loss(images, targets, loss.style_targets(style))[1].items()
+        }
+    for name in parts[False]:
+        assert parts[True][name] == pytest.approx(parts[False][name], rel=0.02)

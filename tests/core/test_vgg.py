@@ -124,3 +124,11 @@ def test_extractor_runs_only_as_deep_as_the_layers_asked_for():
     assert "block2_conv1" not in [layer.name for layer in cut.layers]
     with pytest.raises(ValueError, match="block4_conv1"):
         extractor(images, layers=["block4_conv1"])
+
+
+def test_native_dtype_features_are_uncast():
+    extractor = vgg.FeatureExtractor(["block2_conv1"], "vgg16", weights=None, precision="bfloat16")
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    assert keras.backend.standardize_dtype(extractor(images)["block2_conv1"].dtype) == "float32"
+    native = extractor(images, native_dtype=True)["block2_conv1"]
+    assert keras.backend.standardize_dtype(native.dtype) == "bfloat16"

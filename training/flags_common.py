@@ -116,10 +116,11 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "net_precision",
     None,
-    list(config.NET_PRECISIONS),
+    list(config.NET_PRECISION_CHOICES),
     _help(
-        "Compute precision of the network being trained (bfloat16 for CPUs with bfloat16 "
-        "units and GPUs, float16 for GPUs); weights stay float32.",
+        "Compute precision of the network being trained: auto (bfloat16 on GPUs and CPUs "
+        "with AMX or AMD AVX512_BF16, else float32), float32, bfloat16 or float16 (GPUs); "
+        "weights stay float32.",
         "net_precision",
     ),
 )

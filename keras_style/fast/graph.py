@@ -228,6 +228,13 @@ class SubpixelUpConv2D(keras.layers.Layer):
         return layer
 
 
+def _valid_conv_shape(input_shape, kernel_size, filters):
+    """Output shape of a stride-1 'valid' square convolution."""
+    n, h, w, _ = input_shape
+    grow = kernel_size - 1
+    return (n, None if h is None else h - grow, None if w is None else w - grow, filters)
+
+
 class SpaceToDepthConv2D(keras.layers.Layer):
     """A stride-1 'valid' convolution computed on `block` x `block` pixel blocks.
 
@@ -270,9 +277,7 @@ class SpaceToDepthConv2D(keras.layers.Layer):
         return self.activation(_depth_to_space(y, b)[:, :out_h, :out_w])
 
     def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-        grow = self.kernel_size - 1
-        return (n, None if h is None else h - grow, None if w is None else w - grow, self.filters)
+        return _valid_conv_shape(input_shape, self.kernel_size, self.filters)
 
     def get_config(self):
         return {
@@ -365,9 +370,7 @@ class SplitBfloat16Conv2D(keras.layers.Layer):
         return self.activation(y + ops.cast(self.bias, "bfloat16"))
 
     def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-        grow = self.kernel_size - 1
-        return (n, None if h is None else h - grow, None if w is None else w - grow, self.filters)
+        return _valid_conv_shape(input_shape, self.kernel_size, self.filters)
 
     def get_config(self):
         return {

@@ -25,6 +25,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 #: Compute precisions of the network being trained -> Keras dtype policies. Variables
 #: (the weights that are saved, and Adam's moments) stay float32 in all of them.
 NET_PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+#: Accepted `TrainConfig.net_precision` values: "auto" resolves like the loss network's.
+NET_PRECISION_CHOICES = ("auto", *NET_PRECISIONS)
 
 
 @dataclasses.dataclass
@@ -88,10 +90,14 @@ class TrainConfig:
             see `layers.StraightThroughClip`) or "residual" (the photo plus
             a clipped change, initially the identity: for distillation).
         net_precision: compute precision of the network being trained (see
-            `NET_PRECISIONS`): "float32", "bfloat16" (for CPUs with bfloat16
-            units and GPUs; no loss scaling needed) or "float16" (GPUs, with
-            loss scaling). Weights and optimizer state stay float32, and
-            checkpoints and model.keras hold float32 weights either way.
+            `NET_PRECISIONS`): "auto" (default: "bfloat16" where
+            `vgg.resolve_precision` finds it fast, i.e. GPUs and CPUs with
+            AMX or AMD's AVX512_BF16, else "float32"), "float32", "bfloat16"
+            (no loss scaling needed) or "float16" (GPUs, with loss scaling).
+            Weights and optimizer state stay float32, and checkpoints and
+            model.keras hold float32 weights either way. A 1000-step run in
+            bfloat16 ends at float32's loss within noise
+            (docs/training_speed.md).
         mixed_precision: legacy switch for net_precision="float16".
         loss_precision: compute precision of the frozen VGG loss network,
             "auto" (bfloat16 on GPUs and CPUs with bfloat16 instructions),
@@ -139,7 +145,7 @@ class TrainConfig:
     width: float = 1.0
     init_from: str | None = None
     head: str = "tanh"
-    net_precision: str = "float32"
+    net_precision: str = "auto"
     mixed_precision: bool = False
     loss_precision: str = "auto"
     strategy: str = "default"
@@ -159,8 +165,8 @@ class TrainConfig:
         self._check_choice("validate", VALIDATE_MODES)
         self._check_choice("loss_precision", vgg.PRECISIONS)
         self._check_choice("head", HEADS)
-        self._check_choice("net_precision", tuple(NET_PRECISIONS))
-        if self.mixed_precision and self.net_precision not in ("float32", "float16"):
+        self._check_choice("net_precision", NET_PRECISION_CHOICES)
+        if self.mixed_precision and self.net_precision not in ("auto", "float32", "float16"):
             raise ValueError(
                 f"mixed_precision=True means net_precision='float16'; it conflicts with "
                 f"net_precision={self.net_precision!r}"
@@ -233,8 +239,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def dtype_policy(self):
-        """The Keras dtype policy the network trains under."""
-        return NET_PRECISIONS["float16" if self.mixed_precision else self.net_precision]
+        """The Keras dtype policy the network trains under ("auto" resolved on this machine)."""
+        if self.mixed_precision:
+            return NET_PRECISIONS["float16"]
+        if self.net_precision == "auto":
+            return NET_PRECISIONS[vgg.resolve_precision("auto")]
+        return NET_PRECISIONS[self.net_precision]
 
     def loss_config(self):
         """The `losses.LossConfig` these settings describe."""

@@ -159,6 +159,17 @@ def test_net_precision_validation():
         TrainConfig(style_image="x.jpg", net_precision="bfloat16", mixed_precision=True)
 
 
+@pytest.mark.parametrize("fast_bf16, policy", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_net_precision_follows_the_hardware(monkeypatch, fast_bf16, policy):
+    from keras_style.core import vgg
+
+    monkeypatch.setattr(vgg, "_cpu_has_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(vgg, "_on_accelerator", lambda: False)
+    config = TrainConfig(style_image="x.jpg")
+    assert config.net_precision == "auto" and config.dtype_policy() == policy
+    assert TrainConfig(style_image="x.jpg", net_precision="float32").dtype_policy() == "float32"
+
+
 @pytest.mark.slow
 def test_mixed_precision_flag_trains_in_float16_with_float32_state(tmp_path, files):
     """README: `--mixed_precision` is `--net_precision=float16`: float16 compute, float32 state."""
@@ -186,7 +197,7 @@ def test_mixed_precision_flag_trains_in_float16_with_float32_state(tmp_path, fil
     loaded = keras.saving.load_model(workdir / "model.keras")
     assert loaded.get_layer("res1_a_conv").compute_dtype == "float32"
     assert all(w.dtype == np.float32 for w in loaded.get_weights())
-    plain = trainer.build_trainer(_config(tmp_path, files))
+    plain = trainer.build_trainer(_config(tmp_path, files, net_precision="float32"))
     assert plain.net.get_layer("res1_a_conv").compute_dtype == "float32"
     assert not any("scale" in v.path for v in plain.optimizer.variables)
 

@@ -37,7 +37,7 @@ import numpy as np
 from keras import ops
 
 from keras_style.core import layers as ks_layers
-from keras_style.core import padding
+from keras_style.core import padding, subpixel
 from keras_style.export import norm as export_norm
 from keras_style.fast import graph as fast_graph
 
@@ -57,12 +57,6 @@ def reflect_pad(x, before, after, axis):
 def edge_pad(x, amount=1):
     """Edge padding of height and width as slices and concatenations of <= `MAX_CONCAT` inputs."""
     return padding.edge_pad(x, amount, MAX_CONCAT)
-
-
-def _depth_to_space(x, block):
-    import tensorflow as tf
-
-    return tf.nn.depth_to_space(x, block)
 
 
 class SliceReflectionPadding2D(keras.layers.Layer):
@@ -146,7 +140,7 @@ class DepthToSpaceUpsampling2D(ks_layers.NearestUpsampling2D):
         if self.factor == 1:
             return inputs
         copies = ops.concatenate([inputs] * (self.factor * self.factor), axis=-1)
-        return _depth_to_space(copies, self.factor)
+        return subpixel.depth_to_space(copies, self.factor)
 
 
 class XnnInstanceNormalization(export_norm.ChannelEpsilonNormalization):
@@ -210,7 +204,7 @@ class XnnSubpixelUpConv2D(keras.layers.Layer):
             for b in (0, 1):
                 window = rows[:, :, 1:] if b else rows[:, :, :-1]
                 phases.append(ops.conv(window, self.kernel[2 * a + b]) + self.bias)
-        return _depth_to_space(ops.concatenate(phases, axis=-1), 2)
+        return subpixel.depth_to_space(ops.concatenate(phases, axis=-1), 2)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -319,7 +313,7 @@ class DepthToSpace(keras.layers.Layer):
     """DEPTH_TO_SPACE with block 2: undoes the blocked output of `XnnBlockConv2D`."""
 
     def call(self, x):
-        return _depth_to_space(x, 2)
+        return subpixel.depth_to_space(x, 2)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

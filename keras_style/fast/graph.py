@@ -44,7 +44,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_style.core import cloning, padding
+from keras_style.core import cloning, padding, subpixel
 from keras_style.core import layers as ks_layers
 
 #: Accepted compute precisions.
@@ -72,22 +72,8 @@ def _space_to_depth(x, block):
     return ops.reshape(x, (n, h // block, w // block, block * block * c))
 
 
-def _depth_to_space(x, block):
-    """Inverse of `_space_to_depth`."""
-    n, h, w = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
-    c = x.shape[-1] // (block * block)
-    x = ops.reshape(x, (n, h, w, block, block, c))
-    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
-    return ops.reshape(x, (n, h * block, w * block, c))
-
-
 def subpixel_kernels(kernel):
-    """The four 2x2 kernels of nearest x2 upsampling followed by a 3x3 convolution.
-
-    Output row 2i + a of the upsampled-then-convolved image reads upsampled
-    rows 2i + a - 1 .. 2i + a + 1, i.e. input rows (i - 1, i, i) for a = 0 and
-    (i, i, i + 1) for a = 1; taps that read the same input row are summed.
-    Likewise for columns.
+    """The four 2x2 phase kernels of `core.subpixel.phase_kernels` as one float32 array.
 
     Args:
         kernel: (3, 3, C_in, C_out) array.
@@ -95,14 +81,8 @@ def subpixel_kernels(kernel):
     Returns:
         (4, 2, 2, C_in, C_out) array, phases ordered (0, 0), (0, 1), (1, 0), (1, 1).
     """
-
-    def fold(k, phase, axis):
-        t0, t1, t2 = (np.take(k, i, axis=axis) for i in range(3))
-        pair = (t0, t1 + t2) if phase == 0 else (t0 + t1, t2)
-        return np.stack(pair, axis=axis)
-
-    kernel = np.asarray(kernel, np.float32)
-    return np.stack([fold(fold(kernel, a, 0), b, 1) for a in (0, 1) for b in (0, 1)])
+    phases = subpixel.phase_kernels(np.asarray(kernel, np.float32))
+    return np.stack([ops.convert_to_numpy(k) for k in phases])
 
 
 def space_to_depth_kernel(kernel, block=_BLOCK):
@@ -131,38 +111,6 @@ def space_to_depth_kernel(kernel, block=_BLOCK):
     return big.reshape(taps, taps, block * block * c_in, block * block * c_out)
 
 
-def subpixel_kernel_3x3(kernel):
-    """The four phase kernels of `subpixel_kernels` as one 3x3 kernel with 4x the outputs.
-
-    Phase (a, b) reads rows a..a+1 and columns b..b+1 of the edge-padded
-    low-resolution input; the other taps of its 3x3 window are zero. One
-    convolution with this kernel computes all four phases, channels ordered
-    (phase, channel) as `depth_to_space` expects.
-
-    Args:
-        kernel: (3, 3, C_in, C_out) array (the replaced convolution's).
-
-    Returns:
-        (3, 3, C_in, 4 * C_out) array.
-    """
-    phases = subpixel_kernels(kernel)
-    c_in, c_out = phases.shape[3:]
-    out = np.zeros((3, 3, c_in, 4, c_out), np.float32)
-    for a in (0, 1):
-        for b in (0, 1):
-            out[a : a + 2, b : b + 2, :, 2 * a + b] = phases[2 * a + b]
-    return out.reshape(3, 3, c_in, 4 * c_out)
-
-
-def _depth_to_space_fast(x, block):
-    """`_depth_to_space`; TensorFlow's one-op kernel under that backend."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.nn.depth_to_space(x, block)
-    return _depth_to_space(x, block)
-
-
 class SubpixelUpConv2D(keras.layers.Layer):
     """Nearest x2 upsampling, 1-pixel reflection padding and a 3x3 conv, at the low resolution.
 
@@ -172,7 +120,7 @@ class SubpixelUpConv2D(keras.layers.Layer):
     convolutions (2.25 times fewer multiply-adds than the chain); in
     bfloat16, where AMX makes convolutions cheap and memory passes dear, one
     3x3 convolution computing the four phases at once
-    (`subpixel_kernel_3x3`: no slices, the bias fused; 6 ms less at
+    (`core.subpixel.phase_kernel_3x3`: no slices, the bias fused; 6 ms less at
     512x512 for a width-1.0 network). Inference only: the weights come from
     `from_conv`.
 
@@ -205,7 +153,7 @@ class SubpixelUpConv2D(keras.layers.Layer):
             y = ops.concatenate(phases, axis=-1)
         else:
             y = ops.conv(padded, self.kernel) + self.bias
-        return self.activation(_depth_to_space_fast(y, 2))
+        return self.activation(subpixel.depth_to_space(y, 2))
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -224,7 +172,9 @@ class SubpixelUpConv2D(keras.layers.Layer):
         kernel, bias = _kernel_and_bias(conv)
         layer = cls(conv.filters, conv.activation, dtype=dtype, name=f"{conv.name}_subpixel")
         layer.build((None, None, None, kernel.shape[2]))
-        layer.set_weights([subpixel_kernel_3x3(kernel), np.tile(bias, 4)])
+        layer.set_weights(
+            [ops.convert_to_numpy(subpixel.phase_kernel_3x3(kernel)), np.tile(bias, 4)]
+        )
         return layer
 
 
@@ -274,7 +224,7 @@ class SpaceToDepthConv2D(keras.layers.Layer):
             x, [[0, 0], [0, need_h - ops.shape(x)[1]], [0, need_w - ops.shape(x)[2]], [0, 0]]
         )
         y = ops.conv(_space_to_depth(x, b), self.kernel) + self.bias
-        return self.activation(_depth_to_space(y, b)[:, :out_h, :out_w])
+        return self.activation(subpixel.depth_to_space(y, b)[:, :out_h, :out_w])
 
     def compute_output_shape(self, input_shape):
         return _valid_conv_shape(input_shape, self.kernel_size, self.filters)
